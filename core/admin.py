@@ -1,0 +1,256 @@
+"""The operators' admin: services and tokens, collections and grants, records with their history."""
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from reversion.admin import VersionAdmin
+from reversion.models import Version
+
+from core import services
+from core.errors import NucleusError
+from core.models import Collection, Grant, Record, Service, ServiceToken
+from core.principals import Actor
+
+
+def _actor(request) -> Actor:
+    return Actor.for_user(request.user, getattr(request, "request_id", ""))
+
+
+class _ServiceCallMixin:
+    """Run a service call and show a refusal as an admin error message instead of a 500."""
+
+    def call(self, request, func, **kwargs):
+        try:
+            return func(**kwargs)
+        except NucleusError as exc:
+            self.message_user(request, exc.detail, level=messages.ERROR)
+            raise _Refused from exc
+
+
+class _Refused(Exception):
+    pass
+
+
+class ServiceTokenInline(admin.TabularInline):
+    model = ServiceToken
+    extra = 0
+    can_delete = False
+    fields = ["prefix", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Service)
+class ServiceAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "description", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "description"]
+    inlines = [ServiceTokenInline]
+    actions = ["issue_token"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", "created_at", "updated_at"] if obj else ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.service_update(service=obj, description=obj.description, is_active=obj.is_active)
+        else:
+            service, _ = services.service_ensure(name=obj.name, description=obj.description)
+            obj.pk, obj.created_at, obj.updated_at = service.pk, service.created_at, service.updated_at
+
+    @admin.action(description="Issue a new token (shown once)")
+    def issue_token(self, request, queryset):
+        for service in queryset:
+            _, plain = services.token_issue(service=service, label="issued in admin")
+            self.message_user(
+                request,
+                f"New token for {service.name} (copy it now; it is not shown again): {plain}",
+                level=messages.WARNING,
+            )
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "service", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["service", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["prefix", "service__name", "label"]
+    actions = ["revoke"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["service", "label", "expires_at"]
+        return ["service", "label", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["service", "label", "prefix", "created_at", "expires_at", "revoked_at", "last_used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        token, plain = services.token_issue(service=obj.service, label=obj.label, expires_at=obj.expires_at)
+        obj.pk, obj.prefix, obj.token_hash, obj.created_at = (
+            token.pk,
+            token.prefix,
+            token.token_hash,
+            token.created_at,
+        )
+        self.message_user(
+            request,
+            f"New token for {obj.service.name} (copy it now; it is not shown again): {plain}",
+            level=messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            services.token_revoke(token=token)
+        self.message_user(request, f"Revoked {queryset.count()} tokens.")
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class GrantInline(admin.TabularInline):
+    model = Grant
+    extra = 0
+    fields = ["service", "access", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Collection)
+class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
+    list_display = ["name", "kind", "owner", "require_if_match", "created_at"]
+    list_filter = ["kind", "owner"]
+    search_fields = ["name", "description"]
+    inlines = [GrantInline]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["name", "kind", "owner", "created_at", "updated_at"] if obj else ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            services.collection_update(
+                collection=obj, description=obj.description, require_if_match=obj.require_if_match
+            )
+        else:
+            created = services.collection_create(
+                name=obj.name,
+                owner=obj.owner,
+                kind=obj.kind,
+                description=obj.description,
+                require_if_match=obj.require_if_match,
+            )
+            obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+
+    def save_formset(self, request, form, formset, change):
+        collection = form.instance
+        for grant_form in formset.forms:
+            if not grant_form.has_changed() and not grant_form.cleaned_data.get("DELETE"):
+                continue
+            data = grant_form.cleaned_data
+            if not data:
+                continue
+            if data.get("DELETE") and data.get("id"):
+                services.grant_revoke(collection=collection, service_name=data["id"].service.name)
+            elif not data.get("DELETE"):
+                if data.get("id") and data["id"].service_id != data["service"].pk:
+                    services.grant_revoke(collection=collection, service_name=data["id"].service.name)
+                services.grant_set(
+                    collection=collection, service_name=data["service"].name, access=data["access"]
+                )
+
+    def delete_model(self, request, obj):
+        services.collection_delete(collection=obj, force=True)
+
+    def delete_queryset(self, request, queryset):
+        for collection in queryset:
+            services.collection_delete(collection=collection, force=True)
+
+
+@admin.register(Record)
+class RecordAdmin(VersionAdmin):
+    """Records with history: edits, deletes, reverts and recoveries all go through the record services."""
+
+    list_display = ["key", "collection", "version", "updated_at", "updated_by"]
+    list_filter = ["collection"]
+    search_fields = ["key"]
+    list_select_related = ["collection"]
+    ordering = ["collection__name", "key"]
+    history_latest_first = True
+
+    def get_fields(self, request, obj=None):
+        return [
+            "collection",
+            "key",
+            "data",
+            "version",
+            "created_at",
+            "created_by",
+            "updated_at",
+            "updated_by",
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = ["version", "created_at", "created_by", "updated_at", "updated_by"]
+        return ["collection", "key", *readonly] if obj and obj._state.adding is False else readonly
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "collection":
+            kwargs["queryset"] = Collection.objects.filter(kind="records")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        actor = _actor(request)
+        with transaction.atomic():
+            if change:
+                record, _ = services.record_put(
+                    collection=obj.collection, key=obj.key, data=obj.data, actor=actor
+                )
+            else:
+                record = services.record_create(
+                    collection=obj.collection, key=obj.key, data=obj.data, actor=actor
+                )
+        obj.pk, obj.version = record.pk, record.version
+        obj.created_at, obj.updated_at = record.created_at, record.updated_at
+        obj.created_by, obj.updated_by = record.created_by, record.updated_by
+        obj._state.adding = False
+
+    def delete_model(self, request, obj):
+        services.record_delete(collection=obj.collection, key=obj.key, actor=_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        for record in queryset.select_related("collection"):
+            services.record_delete(collection=record.collection, key=record.key, actor=_actor(request))
+
+    def _revert_through_service(self, request, version_id):
+        """POST of a revision or recover form: write a new version equal to the chosen one."""
+        version = Version.objects.select_related("revision").get(pk=version_id)
+        fields = version.field_dict
+        collection = Collection.objects.get(pk=fields["collection_id"])
+        try:
+            record, _ = services.record_revert(
+                collection=collection, key=fields["key"], version=fields["version"], actor=_actor(request)
+            )
+        except NucleusError as exc:
+            self.message_user(request, exc.detail, level=messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:core_record_changelist"))
+        self.message_user(
+            request, f"{record.key} is now at version {record.version}, equal to version {fields['version']}."
+        )
+        return HttpResponseRedirect(reverse("admin:core_record_change", args=[record.pk]))
+
+    def revision_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            return self._revert_through_service(request, version_id)
+        return super().revision_view(request, object_id, version_id, extra_context)
+
+    def recover_view(self, request, version_id, extra_context=None):
+        if request.method == "POST":
+            return self._revert_through_service(request, version_id)
+        return super().recover_view(request, version_id, extra_context)

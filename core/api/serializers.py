@@ -1,0 +1,149 @@
+"""Request validation and response shapes of the core API (also what the OpenAPI document shows)."""
+
+from rest_framework import serializers
+
+from core.models import Access, Collection, CollectionKind, Grant
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not know, so that a typo is an error instead of being ignored."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["must be a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class ProblemErrorSerializer(serializers.Serializer):
+    path = serializers.CharField(help_text="JSON Pointer into the request body.")
+    message = serializers.CharField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="Stable, machine-readable.")
+    errors = ProblemErrorSerializer(many=True, required=False)
+
+
+class CollectionCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=CollectionKind.choices, default=CollectionKind.RECORDS)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
+    require_if_match = serializers.BooleanField(required=False, default=False)
+    owner = serializers.CharField(
+        required=False, help_text="Operators only: the name of the owning service (required for them)."
+    )
+
+
+class CollectionUpdateSerializer(StrictSerializer):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
+    require_if_match = serializers.BooleanField(required=False)
+
+
+class CollectionSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.name")
+
+    class Meta:
+        model = Collection
+        fields = ["name", "kind", "owner", "description", "require_if_match", "created_at", "updated_at"]
+
+
+class GrantWriteSerializer(StrictSerializer):
+    service = serializers.CharField(max_length=63)
+    access = serializers.ChoiceField(choices=Access.choices)
+
+
+class GrantSerializer(serializers.ModelSerializer):
+    service = serializers.CharField(source="service.name")
+    collection = serializers.CharField(source="collection.name")
+
+    class Meta:
+        model = Grant
+        fields = ["collection", "service", "access", "created_at", "updated_at"]
+
+
+class RecordCreateSerializer(StrictSerializer):
+    key = serializers.CharField(required=False, help_text="Generated (a UUID) when absent.")
+    data = serializers.JSONField(help_text="A JSON object, at most 1 MiB serialized.")
+
+
+class RecordDataSerializer(StrictSerializer):
+    data = serializers.JSONField(help_text="PUT: the new data. PATCH: a JSON merge patch (RFC 7386).")
+
+
+class RecordSerializer(serializers.Serializer):
+    """The record as the API returns it (rendered by core.api.views.record_body)."""
+
+    collection = serializers.CharField()
+    key = serializers.CharField()
+    data = serializers.JSONField()
+    version = serializers.IntegerField()
+    schema_version = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    created_by = serializers.CharField()
+    updated_by = serializers.CharField()
+
+
+class RecordPageSerializer(serializers.Serializer):
+    results = RecordSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class CollectionPageSerializer(serializers.Serializer):
+    results = CollectionSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class GrantPageSerializer(serializers.Serializer):
+    results = GrantSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class BulkItemSerializer(StrictSerializer):
+    key = serializers.CharField(required=False)
+    data = serializers.JSONField()
+
+
+class BulkRequestSerializer(serializers.Serializer):
+    """Documented shape only: items are checked by the bulk service so errors name their index."""
+
+    mode = serializers.ChoiceField(choices=["insert", "upsert"])
+    records = BulkItemSerializer(many=True, help_text="1 to 1000 records.")
+
+
+class BulkResultItemSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    version = serializers.IntegerField()
+    created = serializers.BooleanField()
+
+
+class BulkResultSerializer(serializers.Serializer):
+    results = BulkResultItemSerializer(many=True)
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    data = serializers.JSONField()
+    deleted = serializers.BooleanField()
+    changed_at = serializers.DateTimeField()
+    changed_by = serializers.CharField()
+    request_id = serializers.CharField()
+    comment = serializers.CharField()
+
+
+class HistoryPageSerializer(serializers.Serializer):
+    results = HistoryEntrySerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class RevertSerializer(StrictSerializer):
+    version = serializers.IntegerField(min_value=1)

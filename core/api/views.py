@@ -1,0 +1,459 @@
+"""The core HTTP API: collections, grants and records. Views parse and shape; services decide."""
+
+import json
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+
+from core import selectors, services
+from core.api import serializers as s
+from core.api.base import NucleusAPIView, etag, parse_etags
+from core.errors import BadRequest, NotFound, ValidationFailed
+from core.history import history_page
+from core.models import Record, Service, record_pk
+from core.selectors import Need
+
+# --- shared documentation ------------------------------------------------------------------------
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(s.ProblemSerializer, description=description)
+
+
+COMMON_ERRORS = {
+    400: _problem("Malformed request: bad JSON, bad header or query parameter."),
+    401: _problem("No valid token or operator session."),
+    404: _problem("Not found, or not visible to the caller."),
+    406: _problem("The Accept header allows no JSON."),
+}
+WRITE_ERRORS = {
+    **COMMON_ERRORS,
+    403: _problem("Visible to the caller, but not writable by it."),
+    409: _problem("Conflict with the current state (see code)."),
+    413: _problem("Request body over 10 MiB."),
+    415: _problem("The body is not application/json."),
+    422: _problem("Validation failed: errors point into the body."),
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="At most 255 characters. A retry with the same key and request replays the first "
+    "response with Idempotent-Replayed: true; a different request with the same key gets 422; "
+    "409 while the first runs.",
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description='The expected version, e.g. "3", or *.'
+)
+LIMIT = OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, 1 to 1000 (default 100).")
+CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, description="The opaque cursor from `next`.")
+
+
+def iso(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def record_body(record: Record, collection_name: str) -> dict:
+    """The API representation of a record (its shape is documented by RecordSerializer)."""
+    return {
+        "collection": collection_name,
+        "key": record.key,
+        "data": record.data,
+        "version": record.version,
+        "schema_version": record.schema_version,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+        "created_by": record.created_by,
+        "updated_by": record.updated_by,
+    }
+
+
+def _validated(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- collections ---------------------------------------------------------------------------------
+
+
+class CollectionListView(NucleusAPIView):
+    @extend_schema(
+        operation_id="collections_list",
+        parameters=[LIMIT, CURSOR],
+        responses={200: s.CollectionPageSerializer, **COMMON_ERRORS},
+    )
+    def get(self, request):
+        limit = self.query_limit()
+        collections = selectors.collections_visible_to(principal=self.principal).order_by("name")
+        cursor = request.query_params.get("cursor")
+        if cursor:
+            (after,) = selectors.decode_cursor(cursor, 1)
+            collections = collections.filter(name__gt=after)
+        page = list(collections[: limit + 1])
+        next_cursor = selectors.encode_cursor([page[limit - 1].name]) if len(page) > limit else None
+        results = s.CollectionSerializer(page[:limit], many=True).data
+        return Response({"results": results, "next": self.next_url(next_cursor)})
+
+    @extend_schema(
+        operation_id="collections_create",
+        request=s.CollectionCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: s.CollectionSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request):
+        data = _validated(s.CollectionCreateSerializer, request.data)
+        owner_name = data.pop("owner", None)
+        if self.principal.service is not None:
+            if owner_name not in (None, self.principal.service.name):
+                raise ValidationFailed(
+                    "A service creates collections for itself; owner is for operators.",
+                    errors=[{"path": "/owner", "message": "must be omitted or your own service name."}],
+                )
+            owner = self.principal.service
+        else:
+            owner = Service.objects.filter(name=owner_name).first() if owner_name else None
+            if owner is None:
+                raise ValidationFailed(
+                    "Operators must name the owning service in owner.",
+                    errors=[{"path": "/owner", "message": "must name an existing service."}],
+                )
+        collection = services.collection_create(owner=owner, **data)
+        location = request.build_absolute_uri(reverse("collection-detail", args=[collection.name]))
+        return Response(s.CollectionSerializer(collection).data, status=201, headers={"Location": location})
+
+
+class CollectionDetailView(NucleusAPIView):
+    @extend_schema(
+        operation_id="collections_retrieve", responses={200: s.CollectionSerializer, **COMMON_ERRORS}
+    )
+    def get(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        return Response(s.CollectionSerializer(collection).data)
+
+    @extend_schema(
+        operation_id="collections_update",
+        request=s.CollectionUpdateSerializer,
+        responses={200: s.CollectionSerializer, **WRITE_ERRORS},
+    )
+    def patch(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        data = _validated(s.CollectionUpdateSerializer, request.data)
+        collection = services.collection_update(collection=collection, **data)
+        return Response(s.CollectionSerializer(collection).data)
+
+    @extend_schema(
+        operation_id="collections_destroy",
+        responses={
+            204: None,
+            **COMMON_ERRORS,
+            403: WRITE_ERRORS[403],
+            409: _problem("The collection is not empty."),
+        },
+    )
+    def delete(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        services.collection_delete(collection=collection, force=self.principal.is_operator)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- grants --------------------------------------------------------------------------------------
+
+
+class GrantListView(NucleusAPIView):
+    @extend_schema(
+        operation_id="grants_list",
+        responses={200: s.GrantPageSerializer, **COMMON_ERRORS, 403: WRITE_ERRORS[403]},
+    )
+    def get(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        grants = collection.grants.select_related("service", "collection").order_by("service__name")
+        return Response({"results": s.GrantSerializer(grants, many=True).data, "next": None})
+
+    @extend_schema(
+        operation_id="grants_set",
+        request=s.GrantWriteSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={200: s.GrantSerializer, 201: s.GrantSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        data = _validated(s.GrantWriteSerializer, request.data)
+        grant, created = services.grant_set(
+            collection=collection, service_name=data["service"], access=data["access"]
+        )
+        return Response(s.GrantSerializer(grant).data, status=201 if created else 200)
+
+
+class GrantDetailView(NucleusAPIView):
+    @extend_schema(
+        operation_id="grants_destroy", responses={204: None, **COMMON_ERRORS, 403: WRITE_ERRORS[403]}
+    )
+    def delete(self, request, name, service):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        services.grant_revoke(collection=collection, service_name=service)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+class RecordListView(NucleusAPIView):
+    @extend_schema(
+        operation_id="records_list",
+        parameters=[
+            OpenApiParameter(
+                "where", OpenApiTypes.STR, description="A JSON object: records whose data contains it."
+            ),
+            OpenApiParameter("key_prefix", OpenApiTypes.STR),
+            OpenApiParameter("updated_after", OpenApiTypes.DATETIME),
+            OpenApiParameter("updated_before", OpenApiTypes.DATETIME),
+            OpenApiParameter("ordering", OpenApiTypes.STR, enum=list(selectors.ORDERINGS)),
+            LIMIT,
+            CURSOR,
+        ],
+        responses={200: s.RecordPageSerializer, **COMMON_ERRORS},
+    )
+    def get(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        params = request.query_params
+        records, cursor = selectors.records_page(
+            collection=collection,
+            limit=self.query_limit(),
+            cursor=params.get("cursor"),
+            ordering=params.get("ordering", "key"),
+            where=_where(params.get("where")),
+            key_prefix=params.get("key_prefix"),
+            updated_after=params.get("updated_after"),
+            updated_before=params.get("updated_before"),
+        )
+        return Response(
+            {"results": [record_body(r, collection.name) for r in records], "next": self.next_url(cursor)}
+        )
+
+    @extend_schema(
+        operation_id="records_create",
+        request=s.RecordCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: s.RecordSerializer, **WRITE_ERRORS},
+    )
+    def post(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        body = _strict_body(self.body_object(), required={"data"}, optional={"key"})
+        key = body.get("key")
+        if key == "bulk":
+            raise ValidationFailed(
+                "The key 'bulk' is reserved: its URL is the bulk endpoint.",
+                code="invalid_key",
+                errors=[{"path": "/key", "message": "is reserved."}],
+            )
+        record = services.record_create(collection=collection, key=key, data=body["data"], actor=self.actor)
+        return _record_response(request, record, collection.name, status.HTTP_201_CREATED, location=True)
+
+
+class RecordDetailView(NucleusAPIView):
+    @extend_schema(
+        operation_id="records_retrieve",
+        parameters=[OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={
+            200: s.RecordSerializer,
+            304: OpenApiResponse(description="Not modified."),
+            **COMMON_ERRORS,
+        },
+    )
+    def get(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        record = selectors.record_get(collection=collection, key=key)
+        if_none_match = parse_etags(request.headers.get("If-None-Match"))
+        if if_none_match == "*" or (if_none_match and record.version in if_none_match):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(record.version)})
+        return _record_response(request, record, collection.name, status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="records_replace",
+        request=s.RecordDataSerializer,
+        parameters=[IF_MATCH, OpenApiParameter("If-None-Match", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        responses={
+            200: s.RecordSerializer,
+            201: s.RecordSerializer,
+            **WRITE_ERRORS,
+            412: _problem("If-Match or If-None-Match did not hold; nothing was written."),
+            428: _problem("The collection requires If-Match."),
+        },
+    )
+    def put(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        body = _strict_body(self.body_object(), required={"data"})
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match is not None and if_none_match.strip() != "*":
+            raise BadRequest("PUT supports only If-None-Match: *.", code="invalid_etag")
+        record, created = services.record_put(
+            collection=collection,
+            key=key,
+            data=body["data"],
+            actor=self.actor,
+            if_match=self.header_if_match(),
+            if_none_match=if_none_match is not None,
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return _record_response(request, record, collection.name, code, location=created)
+
+    @extend_schema(
+        operation_id="records_patch",
+        request=s.RecordDataSerializer,
+        parameters=[IF_MATCH],
+        responses={
+            200: s.RecordSerializer,
+            **WRITE_ERRORS,
+            412: _problem("If-Match did not hold; nothing was written."),
+            428: _problem("The collection requires If-Match."),
+        },
+    )
+    def patch(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        body = _strict_body(self.body_object(), required={"data"})
+        record = services.record_patch(
+            collection=collection,
+            key=key,
+            patch=body["data"],
+            actor=self.actor,
+            if_match=self.header_if_match(),
+        )
+        return _record_response(request, record, collection.name, status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="records_destroy",
+        parameters=[IF_MATCH],
+        responses={
+            204: None,
+            **COMMON_ERRORS,
+            403: WRITE_ERRORS[403],
+            412: _problem("If-Match did not hold; nothing was deleted."),
+            428: _problem("The collection requires If-Match."),
+        },
+    )
+    def delete(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        services.record_delete(
+            collection=collection, key=key, actor=self.actor, if_match=self.header_if_match()
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecordBulkView(NucleusAPIView):
+    @extend_schema(
+        operation_id="records_bulk",
+        request=s.BulkRequestSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            200: s.BulkResultSerializer,
+            201: s.BulkResultSerializer,
+            **WRITE_ERRORS,
+            428: _problem("Upsert would replace records of a collection that requires If-Match."),
+        },
+    )
+    def post(self, request, name):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        body = _strict_body(self.body_object(), required={"mode", "records"})
+        items = services.records_bulk(
+            collection=collection, mode=body["mode"], items=body["records"], actor=self.actor
+        )
+        results = [{"key": item.key, "version": item.version, "created": item.created} for item in items]
+        all_created = all(item.created for item in items)
+        return Response(
+            {"results": results}, status=status.HTTP_201_CREATED if all_created else status.HTTP_200_OK
+        )
+
+
+class RecordHistoryView(NucleusAPIView):
+    @extend_schema(
+        operation_id="records_history",
+        parameters=[LIMIT, CURSOR],
+        responses={200: s.HistoryPageSerializer, **COMMON_ERRORS},
+    )
+    def get(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        if collection.kind != "records":
+            selectors.record_get(collection=collection, key=key)  # raises the stream 404
+        before = None
+        if cursor := request.query_params.get("cursor"):
+            (before,) = selectors.decode_cursor(cursor, 1)
+            if not before.isdigit():
+                raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
+        entries, next_before = history_page(
+            record_pk(collection.pk, key), limit=self.query_limit(), before=int(before) if before else None
+        )
+        if not entries and before is None:
+            raise NotFound(f"Record {key!r} has no history in {collection.name!r}.", code="record_not_found")
+        for entry in entries:
+            entry["changed_at"] = iso(entry["changed_at"])
+        next_cursor = selectors.encode_cursor([str(next_before)]) if next_before else None
+        return Response({"results": entries, "next": self.next_url(next_cursor)})
+
+
+class RecordRevertView(NucleusAPIView):
+    @extend_schema(
+        operation_id="records_revert",
+        request=s.RevertSerializer,
+        parameters=[IF_MATCH, IDEMPOTENCY_HEADER],
+        responses={
+            200: s.RecordSerializer,
+            201: s.RecordSerializer,
+            **WRITE_ERRORS,
+            412: _problem("If-Match did not hold; nothing was written."),
+            428: _problem("The collection requires If-Match."),
+        },
+    )
+    def post(self, request, name, key):
+        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        data = _validated(s.RevertSerializer, request.data)
+        record, created = services.record_revert(
+            collection=collection,
+            key=key,
+            version=data["version"],
+            actor=self.actor,
+            if_match=self.header_if_match(),
+        )
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return _record_response(request, record, collection.name, code, location=created)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _record_response(
+    request, record: Record, collection_name: str, code: int, location: bool = False
+) -> Response:
+    headers = {"ETag": etag(record.version)}
+    if location:
+        url = reverse("record-detail", args=[collection_name, record.key])
+        headers["Location"] = request.build_absolute_uri(url)
+    return Response(record_body(record, collection_name), status=code, headers=headers)
+
+
+def _strict_body(
+    body: dict, *, required: set[str], optional: frozenset[str] | set[str] = frozenset()
+) -> dict:
+    errors = [
+        {"path": f"/{name}", "message": "unknown field."}
+        for name in sorted(set(body) - required - set(optional))
+    ]
+    errors += [{"path": f"/{name}", "message": "is required."} for name in sorted(required - set(body))]
+    if errors:
+        raise ValidationFailed("The request body is invalid.", errors=errors)
+    return body
+
+
+def _where(raw: str | None) -> dict | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        where = json.loads(raw)
+    except ValueError:
+        raise BadRequest('where must be a JSON object, e.g. where={"status":"open"}.', code="invalid_filter")
+    if not isinstance(where, dict):
+        raise BadRequest('where must be a JSON object, e.g. where={"status":"open"}.', code="invalid_filter")
+    return where

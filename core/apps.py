@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    verbose_name = "Nucleus core"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        import reversion
+
+        import core.api.openapi  # noqa: F401 - registers the OpenAPI authentication extensions
+        from core.models import Record
+
+        if not reversion.is_registered(Record):
+            reversion.register(Record)

@@ -1,0 +1,42 @@
+"""Request ids on every response, and the request body limit enforced before anything reads the body."""
+
+from django.conf import settings
+
+from core.api.problems import problem_response
+from core.request_id import request_id_from_header, reset_request_id, set_request_id
+
+
+class RequestIdMiddleware:
+    """Take the caller's X-Request-ID (or make one), expose it to logs and history, echo it back."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request_id = request_id_from_header(request.headers.get("X-Request-ID"))
+        request.request_id = request_id
+        token = set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_request_id(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """413 for bodies over NUCLEUS_MAX_BODY_BYTES, judged by Content-Length before the body is read."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return problem_response(400, "Content-Length is not a number.", code="bad_content_length")
+        if length > settings.NUCLEUS_MAX_BODY_BYTES:
+            return problem_response(
+                413, f"The request body is {length} bytes; the limit is {settings.NUCLEUS_MAX_BODY_BYTES}."
+            )
+        return self.get_response(request)

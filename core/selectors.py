@@ -1,0 +1,219 @@
+"""Reads of the core app, scoped by who asks."""
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from enum import StrEnum
+
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+
+from core.errors import BadRequest, Forbidden, NotFound
+from core.models import Access, Collection, Grant, Record, ServiceToken
+from core.principals import Principal
+from core.services import token_hash
+
+
+class Need(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    MANAGE = "manage"  # change settings and grants: the owner or an operator
+
+
+_OPERATOR_PERMS = {
+    Need.READ: "core.view_record",
+    Need.WRITE: "core.change_record",
+    Need.MANAGE: "core.change_collection",
+}
+
+
+def token_lookup(plain: str) -> ServiceToken | None:
+    """The token row for a presented bearer token, with its service (one query)."""
+    return ServiceToken.objects.select_related("service").filter(token_hash=token_hash(plain)).first()
+
+
+def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
+    """Collections the caller may see: all for operators, else owned or granted ones."""
+    collections = Collection.objects.select_related("owner")
+    if principal.service is None:
+        return collections
+    return collections.filter(Q(owner=principal.service) | Q(grants__service=principal.service)).distinct()
+
+
+def collection_for(*, principal: Principal, name: str, need: Need) -> Collection:
+    """The named collection if the caller may `need` it; 404 when it may not even see it, else 403."""
+    collections = Collection.objects.select_related("owner")
+    if principal.service is not None:
+        granted = Grant.objects.filter(collection=OuterRef("pk"), service=principal.service).values("access")[
+            :1
+        ]
+        collections = collections.annotate(granted=Subquery(granted))
+    collection = collections.filter(name=name).first()
+    if collection is None:
+        raise NotFound(f"There is no collection {name!r}.", code="collection_not_found")
+    if principal.service is None:
+        if not principal.user.has_perm(_OPERATOR_PERMS[need]):
+            raise Forbidden(f"Your account lacks the permission {_OPERATOR_PERMS[need]}.")
+        return collection
+    if collection.owner_id == principal.service.pk:
+        return collection
+    if collection.granted is None:
+        raise NotFound(f"There is no collection {name!r}.", code="collection_not_found")
+    if need == Need.WRITE and collection.granted != Access.WRITE:
+        raise Forbidden(f"Service {principal.service.name!r} may read {name!r} but not write it.")
+    if need == Need.MANAGE:
+        raise Forbidden(f"Only the owner of {name!r} or an operator may do this.")
+    return collection
+
+
+def record_get(*, collection: Collection, key: str) -> Record:
+    if collection.kind != "records":
+        raise NotFound(
+            f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
+        )
+    record = Record.objects.filter(collection=collection, key=key).first()
+    if record is None:
+        raise NotFound(f"There is no record {key!r} in {collection.name!r}.", code="record_not_found")
+    return record
+
+
+# --- listing -------------------------------------------------------------------------------------
+
+ORDERINGS = ("key", "-key", "updated_at", "-updated_at")
+
+
+def encode_cursor(values: list) -> str:
+    raw = json.dumps(values, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, length: int) -> list:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        values = None
+    if not isinstance(values, list) or len(values) != length or not all(isinstance(v, str) for v in values):
+        raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
+    return values
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(
+            f"{name} must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z.", code="invalid_filter"
+        )
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{name} must include a time zone, e.g. a trailing Z.", code="invalid_filter")
+    return parsed
+
+
+def _where_sqlite(records: QuerySet, where: dict) -> QuerySet:
+    """JSON containment (PostgreSQL's @>) for SQLite, through json_type/json_extract/json_each."""
+    clauses, params = [], []
+
+    def walk(value, path: str):
+        if isinstance(value, dict):
+            if not value:
+                clauses.append("json_type(core_record.data, %s) = 'object'")
+                params.append(path)
+            for name, item in value.items():
+                if '"' in name or "\\" in name:
+                    raise BadRequest(
+                        "On SQLite, where keys may not contain '\"' or '\\'.", code="invalid_filter"
+                    )
+                walk(item, f'{path}."{name}"')
+        elif isinstance(value, list):
+            clauses.append("json_type(core_record.data, %s) = 'array'")
+            params.append(path)
+            for item in value:
+                if isinstance(item, dict | list):
+                    raise BadRequest(
+                        "On SQLite, arrays in where may hold only scalars; PostgreSQL supports all.",
+                        code="invalid_filter",
+                    )
+                type_sql, type_params = _sqlite_type_clause("json_each.type", item)
+                # type_sql is one of the fixed fragments of _sqlite_type_clause; values are parameters.
+                sql = "EXISTS (SELECT 1 FROM json_each(core_record.data, %s) WHERE " + type_sql  # noqa: S608
+                params.append(path)
+                params.extend(type_params)
+                if item is not None and not isinstance(item, bool):
+                    sql += " AND json_each.value = %s"
+                    params.append(item)
+                clauses.append(sql + ")")
+        else:
+            type_sql, type_params = _sqlite_type_clause("json_type(core_record.data, %s)", value)
+            clauses.append(type_sql)
+            params.append(path)
+            params.extend(type_params)
+            if value is not None and not isinstance(value, bool):
+                clauses.append("json_extract(core_record.data, %s) = %s")
+                params.extend([path, value])
+
+    walk(where, "$")
+    return records.extra(where=clauses, params=params) if clauses else records  # noqa: S610
+
+
+def _sqlite_type_clause(expr: str, value) -> tuple[str, list]:
+    if value is None:
+        return f"{expr} = 'null'", []
+    if isinstance(value, bool):
+        return f"{expr} = %s", ["true" if value else "false"]
+    if isinstance(value, int | float):
+        return f"{expr} IN ('integer', 'real')", []
+    return f"{expr} = 'text'", []
+
+
+def records_page(
+    *,
+    collection: Collection,
+    limit: int,
+    cursor: str | None = None,
+    ordering: str = "key",
+    where: dict | None = None,
+    key_prefix: str | None = None,
+    updated_after: str | None = None,
+    updated_before: str | None = None,
+) -> tuple[list[Record], str | None]:
+    """One page of records and the cursor of the next (or None); a single query, never the whole set."""
+    if collection.kind != "records":
+        raise NotFound(
+            f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
+        )
+    if ordering not in ORDERINGS:
+        raise BadRequest(f"ordering must be one of {', '.join(ORDERINGS)}.", code="invalid_ordering")
+    records = Record.objects.filter(collection=collection)
+    if key_prefix:
+        records = records.filter(key__startswith=key_prefix)
+    if updated_after:
+        records = records.filter(updated_at__gt=_parse_time(updated_after, "updated_after"))
+    if updated_before:
+        records = records.filter(updated_at__lt=_parse_time(updated_before, "updated_before"))
+    if where:
+        if connection.vendor == "postgresql":
+            records = records.filter(data__contains=where)
+        else:
+            records = _where_sqlite(records, where)
+    descending = ordering.startswith("-")
+    field = ordering.lstrip("-")
+    after = "lt" if descending else "gt"
+    if cursor:
+        if field == "key":
+            (last_key,) = decode_cursor(cursor, 1)
+            records = records.filter(**{f"key__{after}": last_key})
+        else:
+            last_time, last_key = decode_cursor(cursor, 2)
+            moment = _parse_time(last_time, "cursor")
+            records = records.filter(
+                Q(**{f"updated_at__{after}": moment}) | Q(updated_at=moment, **{f"key__{after}": last_key})
+            )
+    order = [ordering] if field == "key" else [ordering, "-key" if descending else "key"]
+    page = list(records.order_by(*order)[: limit + 1])
+    next_cursor = None
+    if len(page) > limit:
+        page = page[:limit]
+        last = page[-1]
+        next_cursor = encode_cursor([last.key] if field == "key" else [last.updated_at.isoformat(), last.key])
+    return page, next_cursor

@@ -1,0 +1,551 @@
+"""Every write of the core app. Views, the admin and commands call these; nothing else saves core models."""
+
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from core.history import history_entry, history_write
+from core.models import (
+    KEY_PATTERN,
+    NAME_PATTERN,
+    SERVICE_NAME_PATTERN,
+    Access,
+    Collection,
+    CollectionKind,
+    Grant,
+    Record,
+    RecordTombstone,
+    Service,
+    ServiceToken,
+    record_pk,
+)
+from core.principals import Actor
+from core.validation import check_record_data, merge_patch
+
+TOKEN_PREFIX = "nuc_"
+_KEY_RE = re.compile(KEY_PATTERN)
+_NAME_RE = re.compile(NAME_PATTERN)
+_SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
+
+# If-Match as the services see it: None (header absent), "*" (any existing record), or a set of versions.
+IfMatch = None | str | frozenset[int]
+
+
+# --- services and tokens -------------------------------------------------------------------------
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@transaction.atomic
+def service_ensure(*, name: str, description: str | None = None) -> tuple[Service, bool]:
+    """Return the service called name, creating it if needed; a given description replaces the old one."""
+    if not _SERVICE_NAME_RE.match(name):
+        raise ValidationFailed(
+            f"{name!r} is not a valid service name: use lower-case letters, digits, '_' and '-', "
+            "starting with a letter (at most 63).",
+            code="invalid_name",
+            errors=[{"path": "/name", "message": "does not match ^[a-z][a-z0-9_-]{0,62}$"}],
+        )
+    service, created = Service.objects.get_or_create(name=name, defaults={"description": description or ""})
+    if not created and description is not None and service.description != description:
+        service.description = description
+        service.save(update_fields=["description", "updated_at"])
+    return service, created
+
+
+@transaction.atomic
+def service_update(
+    *, service: Service, description: str | None = None, is_active: bool | None = None
+) -> Service:
+    """Change a service's description or active flag; an inactive service's tokens get 401."""
+    if description is not None:
+        service.description = description
+    if is_active is not None:
+        service.is_active = is_active
+    service.save(update_fields=["description", "is_active", "updated_at"])
+    return service
+
+
+@transaction.atomic
+def token_issue(
+    *, service: Service, label: str = "", expires_at: datetime | None = None
+) -> tuple[ServiceToken, str]:
+    """Create a token for service; the plain token is returned only here and never stored."""
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at must be in the future.", code="invalid_expiry")
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ServiceToken.objects.create(
+        service=service, label=label, prefix=plain[:12], token_hash=token_hash(plain), expires_at=expires_at
+    )
+    return token, plain
+
+
+def token_revoke(*, token: ServiceToken) -> ServiceToken:
+    """Revoke a token from now on (idempotent)."""
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        ServiceToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=token.revoked_at)
+    return token
+
+
+def token_touch(*, token: ServiceToken, now: datetime) -> None:
+    """Record that token was used; written at most once per NUCLEUS_TOKEN_TOUCH_INTERVAL seconds."""
+    interval = timedelta(seconds=settings.NUCLEUS_TOKEN_TOUCH_INTERVAL)
+    if token.last_used_at is None or now - token.last_used_at >= interval:
+        ServiceToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+# --- collections and grants ----------------------------------------------------------------------
+
+
+def _check_collection_name(name) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 100:
+        raise ValidationFailed(
+            "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
+            code="invalid_name",
+            errors=[{"path": "/name", "message": "is not a valid collection name."}],
+        )
+
+
+@transaction.atomic
+def collection_create(
+    *,
+    name: str,
+    owner: Service,
+    kind: str = CollectionKind.RECORDS,
+    description: str = "",
+    require_if_match: bool = False,
+) -> Collection:
+    """Create a collection owned by owner; a taken name is a 409."""
+    _check_collection_name(name)
+    if kind not in CollectionKind.values:
+        raise ValidationFailed(
+            "kind must be records or stream.",
+            errors=[{"path": "/kind", "message": "must be one of records, stream."}],
+        )
+    try:
+        with transaction.atomic():
+            return Collection.objects.create(
+                name=name, owner=owner, kind=kind, description=description, require_if_match=require_if_match
+            )
+    except IntegrityError:
+        raise Conflict(f"A collection named {name!r} already exists.", code="collection_exists")
+
+
+@transaction.atomic
+def collection_update(
+    *, collection: Collection, description: str | None = None, require_if_match: bool | None = None
+) -> Collection:
+    """Change the mutable settings of a collection."""
+    changed = []
+    if description is not None and description != collection.description:
+        collection.description = description
+        changed.append("description")
+    if require_if_match is not None and require_if_match != collection.require_if_match:
+        collection.require_if_match = require_if_match
+        changed.append("require_if_match")
+    if changed:
+        collection.save(update_fields=[*changed, "updated_at"])
+    return collection
+
+
+@transaction.atomic
+def collection_delete(*, collection: Collection, force: bool) -> None:
+    """Delete a collection: only when it is empty, unless force (operators)."""
+    locked = Collection.objects.select_for_update().get(pk=collection.pk)
+    count = Record.objects.filter(collection=locked).count()
+    if count and not force:
+        raise Conflict(
+            f"Collection {locked.name!r} still holds {count} records; delete them first, or ask an operator.",
+            code="collection_not_empty",
+            count=count,
+        )
+    locked.delete()
+
+
+@transaction.atomic
+def grant_set(*, collection: Collection, service_name: str, access: str) -> tuple[Grant, bool]:
+    """Give service_name read or write access to collection; granting again changes the access."""
+    if access not in Access.values:
+        raise ValidationFailed(
+            "access must be read or write.", errors=[{"path": "/access", "message": "must be read or write."}]
+        )
+    service = Service.objects.filter(name=service_name).first()
+    if service is None:
+        raise ValidationFailed(
+            f"There is no service named {service_name!r}.",
+            code="unknown_service",
+            errors=[{"path": "/service", "message": "no such service."}],
+        )
+    if service.pk == collection.owner_id:
+        raise ValidationFailed(
+            "The owner already has full access to its collection.",
+            code="grant_to_owner",
+            errors=[{"path": "/service", "message": "is the owner of the collection."}],
+        )
+    grant, created = Grant.objects.select_for_update().get_or_create(
+        collection=collection, service=service, defaults={"access": access}
+    )
+    if not created and grant.access != access:
+        grant.access = access
+        grant.save(update_fields=["access", "updated_at"])
+    return grant, created
+
+
+@transaction.atomic
+def grant_revoke(*, collection: Collection, service_name: str) -> None:
+    deleted, _ = Grant.objects.filter(collection=collection, service__name=service_name).delete()
+    if not deleted:
+        raise NotFound(f"{service_name!r} has no grant on {collection.name!r}.", code="grant_not_found")
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    key: str
+    version: int
+    created: bool
+
+
+def _require_records_collection(collection: Collection) -> None:
+    if collection.kind != CollectionKind.RECORDS:
+        raise NotFound(
+            f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
+        )
+
+
+def _check_key(key, *, path: str = "/key") -> str:
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise ValidationFailed(
+            "key must be 1 to 200 characters: letters, digits, '.', '_', ':' and '-', starting with a "
+            "letter or digit.",
+            code="invalid_key",
+            errors=[{"path": path, "message": f"does not match {KEY_PATTERN}"}],
+        )
+    return key
+
+
+def _check_if_match(existing: Record | None, if_match: IfMatch, key: str) -> None:
+    if if_match is None:
+        return
+    if existing is None:
+        raise PreconditionFailed(f"If-Match was given but there is no record {key!r}.", current_version=None)
+    if if_match != "*" and existing.version not in if_match:
+        raise PreconditionFailed(
+            f"Record {key!r} is at version {existing.version}, not the one in If-Match.",
+            current_version=existing.version,
+        )
+
+
+def _check_if_match_required(collection: Collection, existing: Record | None, if_match: IfMatch) -> None:
+    if existing is not None and if_match is None and collection.require_if_match:
+        raise PreconditionRequired(
+            f"Collection {collection.name!r} requires If-Match on updates and deletes of existing records.",
+        )
+
+
+def _locked_record(collection: Collection, key: str) -> Record | None:
+    return Record.objects.select_for_update().filter(collection=collection, key=key).first()
+
+
+def _next_versions(collection: Collection, keys: list[str]) -> dict[str, int]:
+    """The version a new record of each key starts at: one past its last version before deletion."""
+    ids = {record_pk(collection.pk, key): key for key in keys}
+    last = RecordTombstone.objects.filter(pk__in=list(ids)).values_list("pk", "version")
+    versions = dict.fromkeys(keys, 1)
+    for pk, version in last:
+        versions[ids[pk]] = version + 1
+    return versions
+
+
+def _insert(records: list[Record]) -> None:
+    try:
+        with transaction.atomic():
+            Record.objects.bulk_create(records, batch_size=1000)
+    except IntegrityError:
+        raise Conflict(
+            "A record with this key was created concurrently; retry the request.", code="concurrent_write"
+        )
+
+
+def _new_record(collection: Collection, key: str, data: dict, version: int, actor: Actor, now) -> Record:
+    return Record(
+        id=record_pk(collection.pk, key),
+        collection=collection,
+        key=key,
+        data=data,
+        version=version,
+        created_at=now,
+        updated_at=now,
+        created_by=actor.label,
+        updated_by=actor.label,
+    )
+
+
+def _update(record: Record, data: dict, actor: Actor) -> Record:
+    record.data = data
+    record.version += 1
+    record.updated_at = timezone.now()
+    record.updated_by = actor.label
+    Record.objects.filter(pk=record.pk).update(
+        data=data, version=record.version, updated_at=record.updated_at, updated_by=record.updated_by
+    )
+    return record
+
+
+def _create(collection: Collection, key: str, data: dict, actor: Actor) -> Record:
+    version = _next_versions(collection, [key])[key]
+    record = _new_record(collection, key, data, version, actor, timezone.now())
+    _insert([record])
+    return record
+
+
+@transaction.atomic
+def record_create(*, collection: Collection, key: str | None, data, actor: Actor) -> Record:
+    """Create a record under key (a new UUID when None); an existing key is a 409."""
+    _require_records_collection(collection)
+    key = str(uuid.uuid4()) if key is None else _check_key(key)
+    check_record_data(data)
+    if Record.objects.filter(collection=collection, key=key).exists():
+        raise Conflict(f"Record {key!r} already exists in {collection.name!r}.", code="record_exists")
+    record = _create(collection, key, data, actor)
+    history_write(records=[record], actor=actor, comment="created")
+    return record
+
+
+@transaction.atomic
+def record_put(
+    *,
+    collection: Collection,
+    key: str,
+    data,
+    actor: Actor,
+    if_match: IfMatch = None,
+    if_none_match: bool = False,
+) -> tuple[Record, bool]:
+    """Replace the record's data, or create it; returns (record, created). Locks the row until commit."""
+    _require_records_collection(collection)
+    _check_key(key)
+    check_record_data(data)
+    return _put(collection, key, data, actor, if_match, if_none_match, comment=None)
+
+
+def _put(collection, key, data, actor, if_match, if_none_match, comment):
+    existing = _locked_record(collection, key)
+    if if_none_match and existing is not None:
+        raise PreconditionFailed(
+            f"Record {key!r} exists and If-None-Match is *.", current_version=existing.version
+        )
+    _check_if_match(existing, if_match, key)
+    _check_if_match_required(collection, existing, if_match)
+    if existing is None:
+        record, created = _create(collection, key, data, actor), True
+    else:
+        record, created = _update(existing, data, actor), False
+    history_write(records=[record], actor=actor, comment=comment or ("created" if created else "replaced"))
+    return record, created
+
+
+@transaction.atomic
+def record_patch(
+    *, collection: Collection, key: str, patch, actor: Actor, if_match: IfMatch = None
+) -> Record:
+    """Apply a JSON merge patch (RFC 7386) to the record's data. Locks the row until commit."""
+    _require_records_collection(collection)
+    if not isinstance(patch, dict):
+        raise ValidationFailed(
+            "data must be a JSON object (a merge patch).",
+            errors=[{"path": "/data", "message": "must be an object."}],
+        )
+    existing = _locked_record(collection, key)
+    _check_if_match(existing, if_match, key)
+    if existing is None:
+        raise NotFound(f"There is no record {key!r} in {collection.name!r}.", code="record_not_found")
+    _check_if_match_required(collection, existing, if_match)
+    merged = merge_patch(existing.data, patch)
+    check_record_data(merged)
+    record = _update(existing, merged, actor)
+    history_write(records=[record], actor=actor, comment="patched")
+    return record
+
+
+@transaction.atomic
+def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: IfMatch = None) -> None:
+    """Delete the record; its history, including the deletion, stays and can be reverted."""
+    _require_records_collection(collection)
+    existing = _locked_record(collection, key)
+    _check_if_match(existing, if_match, key)
+    if existing is None:
+        raise NotFound(f"There is no record {key!r} in {collection.name!r}.", code="record_not_found")
+    _check_if_match_required(collection, existing, if_match)
+    now = timezone.now()
+    existing.version += 1
+    existing.deleted = True
+    existing.updated_at = now
+    existing.updated_by = actor.label
+    history_write(records=[existing], actor=actor, comment="deleted")
+    RecordTombstone.objects.update_or_create(
+        pk=existing.pk,
+        defaults={
+            "collection": collection,
+            "key": key,
+            "version": existing.version,
+            "deleted_at": now,
+            "deleted_by": actor.label,
+        },
+    )
+    Record.objects.filter(pk=existing.pk).delete()
+
+
+@transaction.atomic
+def record_revert(
+    *, collection: Collection, key: str, version: int, actor: Actor, if_match: IfMatch = None
+) -> tuple[Record, bool]:
+    """Write a new version whose data equals version `version`; recreates a deleted record."""
+    _require_records_collection(collection)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValidationFailed(
+            "version must be a positive integer.",
+            errors=[{"path": "/version", "message": "must be an integer >= 1."}],
+        )
+    entry = history_entry(record_pk(collection.pk, key), version)
+    if entry is None:
+        raise NotFound(f"Record {key!r} has no version {version}.", code="version_not_found")
+    return _put(
+        collection, key, entry["data"], actor, if_match, False, comment=f"reverted to version {version}"
+    )
+
+
+def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
+    if not isinstance(items, list) or not items:
+        raise ValidationFailed(
+            "records must be a non-empty list.",
+            errors=[{"path": "/records", "message": "must be a non-empty list."}],
+        )
+    if len(items) > settings.NUCLEUS_MAX_BATCH:
+        raise ValidationFailed(
+            f"At most {settings.NUCLEUS_MAX_BATCH} records per request.",
+            code="too_many_items",
+            errors=[
+                {
+                    "path": "/records",
+                    "message": f"has {len(items)} items; the limit is {settings.NUCLEUS_MAX_BATCH}.",
+                }
+            ],
+        )
+    errors: list[dict] = []
+    prepared: list[tuple[str, dict]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = f"/records/{index}"
+        try:
+            if not isinstance(item, dict):
+                raise ValidationFailed(
+                    "not an object", errors=[{"path": path, "message": "must be an object."}]
+                )
+            unknown = set(item) - {"key", "data"}
+            if unknown:
+                raise ValidationFailed(
+                    "unknown fields",
+                    errors=[{"path": f"{path}/{sorted(unknown)[0]}", "message": "unknown field."}],
+                )
+            key = item.get("key")
+            key = str(uuid.uuid4()) if key is None and generate_keys else _check_key(key, path=f"{path}/key")
+            if "data" not in item:
+                raise ValidationFailed(
+                    "no data", errors=[{"path": f"{path}/data", "message": "is required."}]
+                )
+            check_record_data(item["data"], path=f"{path}/data")
+        except ValidationFailed as exc:
+            errors.extend(exc.errors or [{"path": path, "message": exc.detail}])
+            continue
+        if key in seen:
+            errors.append({"path": f"{path}/key", "message": f"repeats the key of record {seen[key]}."})
+            continue
+        seen[key] = index
+        prepared.append((key, item["data"]))
+    if errors:
+        first = errors[0]["path"].split("/")[2]
+        raise ValidationFailed(
+            f"Record {first} is invalid ({len(errors)} problems in all); nothing was written.",
+            errors=errors[:100],
+            index=int(first),
+        )
+    return prepared
+
+
+@transaction.atomic
+def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> list[BulkItem]:
+    """Insert or upsert up to 1000 records, all or nothing, with set-based statements and bulk history."""
+    _require_records_collection(collection)
+    if mode not in ("insert", "upsert"):
+        raise ValidationFailed(
+            "mode must be insert or upsert.",
+            errors=[{"path": "/mode", "message": "must be insert or upsert."}],
+        )
+    prepared = _bulk_prepare(items, generate_keys=True)
+    keys = [key for key, _ in prepared]
+    index_of = {key: index for index, key in enumerate(keys)}
+    existing = {
+        row[0]: row
+        for row in Record.objects.select_for_update()
+        .filter(collection=collection, key__in=keys)
+        .values_list("key", "version", "created_at", "created_by")
+    }
+    if existing and mode == "insert":
+        taken = sorted(existing, key=index_of.get)
+        raise Conflict(
+            f"Record {index_of[taken[0]]} has key {taken[0]!r}, which exists already ({len(taken)} in all); "
+            "nothing was written.",
+            code="record_exists",
+            errors=[
+                {"path": f"/records/{index_of[key]}/key", "message": "exists already."} for key in taken[:100]
+            ],
+            index=index_of[taken[0]],
+        )
+    if existing and collection.require_if_match:
+        first = min(existing, key=index_of.get)
+        raise PreconditionRequired(
+            f"Collection {collection.name!r} requires If-Match to replace records; record {index_of[first]} "
+            f"({first!r}) exists. Use PUT with If-Match or a transaction.",
+            index=index_of[first],
+        )
+    now = timezone.now()
+    start = _next_versions(collection, [key for key in keys if key not in existing])
+    new_records, updated_records = [], []
+    for key, data in prepared:
+        if key in existing:
+            _, version, created_at, created_by = existing[key]
+            record = _new_record(collection, key, data, version + 1, actor, now)
+            record.created_at, record.created_by = created_at, created_by
+            updated_records.append(record)
+        else:
+            new_records.append(_new_record(collection, key, data, start[key], actor, now))
+    if new_records:
+        _insert(new_records)
+    if updated_records:
+        # The rows exist and are locked by this transaction, so the conflict branch always applies.
+        Record.objects.bulk_create(
+            updated_records,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["collection", "key"],
+            update_fields=["data", "version", "schema_version", "updated_at", "updated_by"],
+        )
+    history_write(records=new_records + updated_records, actor=actor, comment=f"bulk {mode}")
+    created = {record.key for record in new_records}
+    versions = {record.key: record.version for record in new_records + updated_records}
+    return [BulkItem(key=key, version=versions[key], created=key in created) for key in keys]

@@ -1,0 +1,83 @@
+"""Checks on record data that the database would otherwise reject with an error, or store badly."""
+
+import json
+import math
+
+from django.conf import settings
+
+from core.errors import ValidationFailed
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def _find_problem(value, path: str, depth: int, max_depth: int) -> tuple[str, str] | None:
+    """The first value PostgreSQL's jsonb cannot hold faithfully, as (JSON Pointer, reason)."""
+    if depth > max_depth:
+        return path, f"is nested deeper than {max_depth} levels."
+    if isinstance(value, str):
+        return _string_problem(value, path)
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "is not a finite number."
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}/{_escape(key)}"
+            problem = _string_problem(key, child, what="key") or _find_problem(
+                item, child, depth + 1, max_depth
+            )
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _find_problem(item, f"{path}/{index}", depth + 1, max_depth)
+            if problem:
+                return problem
+    return None
+
+
+def _string_problem(text: str, path: str, what: str = "string") -> tuple[str, str] | None:
+    if text.isascii():
+        return (path, f"{what} contains a NUL character (\\u0000).") if "\x00" in text else None
+    if "\x00" in text:
+        return path, f"{what} contains a NUL character (\\u0000)."
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return path, f"{what} contains an unpaired surrogate, which is not valid Unicode."
+    return None
+
+
+def check_record_data(data, *, path: str = "/data") -> int:
+    """Raise ValidationFailed unless data is a storable JSON object; returns its serialized size."""
+    if not isinstance(data, dict):
+        raise ValidationFailed(
+            "data must be a JSON object.", errors=[{"path": path, "message": "must be an object."}]
+        )
+    problem = _find_problem(data, path, 1, settings.NUCLEUS_MAX_JSON_DEPTH)
+    if problem:
+        raise ValidationFailed(
+            f"{problem[0]} {problem[1]}",
+            code="invalid_data",
+            errors=[{"path": problem[0], "message": problem[1]}],
+        )
+    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    if size > settings.NUCLEUS_MAX_RECORD_BYTES:
+        message = f"is {size} bytes serialized; the limit is {settings.NUCLEUS_MAX_RECORD_BYTES}."
+        raise ValidationFailed(
+            f"{path} {message}", code="record_too_large", errors=[{"path": path, "message": message}]
+        )
+    return size
+
+
+def merge_patch(target, patch):
+    """Apply an RFC 7386 JSON merge patch to target and return the result (target is not changed)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result

@@ -1,0 +1,36 @@
+"""Root URLs: the API under /api/v1/, its OpenAPI document, health checks, metrics and the admin."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.defaults import page_not_found, server_error
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.api.system import api_not_found, api_server_error, healthz, readyz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("healthz/", healthz),
+    path("readyz", readyz, name="readyz"),
+    path("readyz/", readyz),
+    path("api/v1/", include("core.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path("api/schema", SpectacularAPIView.as_view()),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
+    path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema")),
+    path("", include("django_prometheus.urls")),
+    path("admin/", admin.site.urls),
+    # Anything else under /api/ is a problem+json 404, also while DEBUG shows HTML pages elsewhere.
+    re_path(r"^api/", api_not_found),
+]
+
+
+def handler404(request, exception):
+    if request.path.startswith("/api/"):
+        return api_not_found(request, exception)
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        return api_server_error(request)
+    return server_error(request)

@@ -1,14 +1,18 @@
 """The operators' admin: services and tokens, collections and grants, records with their history."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from reversion.admin import VersionAdmin
 from reversion.models import Version
 
 from core import services
-from core.errors import NucleusError
+from core.errors import NotFound, NucleusError
 from core.models import Collection, Grant, Record, Service, ServiceToken
 from core.principals import Actor
 
@@ -18,18 +22,42 @@ def _actor(request) -> Actor:
 
 
 class _ServiceCallMixin:
-    """Run a service call and show a refusal as an admin error message instead of a 500."""
+    """Run service calls from the change form; a refusal shows on the form, with nothing saved, not a 500."""
 
     def call(self, request, func, **kwargs):
         try:
             return func(**kwargs)
         except NucleusError as exc:
-            self.message_user(request, exc.detail, level=messages.ERROR)
-            raise _Refused from exc
+            raise _Refused(exc) from exc
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:
+            # The view's transaction has rolled back: render the submitted form again, with the reason.
+            request._nucleus_refusal = refused.error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "_nucleus_refusal", None)
+        if refusal is None:
+            return form_class
+
+        class RefusedForm(form_class):
+            def clean(self):
+                cleaned_data = super().clean()
+                details = [f"{error['path']}: {error['message']}" for error in refusal.errors or []]
+                self.add_error(None, [refusal.detail, *details])
+                return cleaned_data
+
+        return RefusedForm
 
 
 class _Refused(Exception):
-    pass
+    def __init__(self, error: NucleusError):
+        super().__init__(error.detail)
+        self.error = error
 
 
 class ServiceTokenInline(admin.TabularInline):
@@ -74,7 +102,7 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceToken)
-class ServiceTokenAdmin(admin.ModelAdmin):
+class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
     list_display = ["prefix", "service", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["service", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "service__name", "label"]
@@ -93,7 +121,9 @@ class ServiceTokenAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return
-        token, plain = services.token_issue(service=obj.service, label=obj.label, expires_at=obj.expires_at)
+        token, plain = self.call(
+            request, services.token_issue, service=obj.service, label=obj.label, expires_at=obj.expires_at
+        )
         obj.pk, obj.prefix, obj.token_hash, obj.created_at = (
             token.pk,
             token.prefix,
@@ -135,11 +165,19 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.collection_update(
-                collection=obj, description=obj.description, require_if_match=obj.require_if_match
+            # obj already carries the form's values; the service compares them with the stored row.
+            stored = services.collection_update(
+                collection=Collection.objects.get(pk=obj.pk),
+                actor=_actor(request),
+                description=obj.description,
+                require_if_match=obj.require_if_match,
             )
+            obj.updated_at = stored.updated_at
         else:
-            created = services.collection_create(
+            created = self.call(
+                request,
+                services.collection_create,
+                actor=_actor(request),
                 name=obj.name,
                 owner=obj.owner,
                 kind=obj.kind,
@@ -150,6 +188,8 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
 
     def save_formset(self, request, form, formset, change):
         collection = form.instance
+        # What formset.save() would record, for the admin's change message.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         for grant_form in formset.forms:
             if not grant_form.has_changed() and not grant_form.cleaned_data.get("DELETE"):
                 continue
@@ -157,25 +197,61 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
             if not data:
                 continue
             if data.get("DELETE") and data.get("id"):
-                services.grant_revoke(collection=collection, service_name=data["id"].service.name)
+                service_name = data["id"].service.name
+                self.call(
+                    request,
+                    services.grant_revoke,
+                    collection=collection,
+                    service_name=service_name,
+                    actor=_actor(request),
+                )
+                formset.deleted_objects.append(data["id"])
             elif not data.get("DELETE"):
                 if data.get("id") and data["id"].service_id != data["service"].pk:
-                    services.grant_revoke(collection=collection, service_name=data["id"].service.name)
-                services.grant_set(
-                    collection=collection, service_name=data["service"].name, access=data["access"]
+                    self.call(
+                        request,
+                        services.grant_revoke,
+                        collection=collection,
+                        service_name=data["id"].service.name,
+                        actor=_actor(request),
+                    )
+                grant, created = self.call(
+                    request,
+                    services.grant_set,
+                    collection=collection,
+                    service_name=data["service"].name,
+                    access=data["access"],
+                    actor=_actor(request),
                 )
+                if created:
+                    formset.new_objects.append(grant)
+                else:
+                    formset.changed_objects.append((grant, grant_form.changed_data))
 
     def delete_model(self, request, obj):
-        services.collection_delete(collection=obj, force=True)
+        services.collection_delete(collection=obj, actor=_actor(request), force=True)
 
     def delete_queryset(self, request, queryset):
         for collection in queryset:
-            services.collection_delete(collection=collection, force=True)
+            services.collection_delete(collection=collection, actor=_actor(request), force=True)
+
+
+class RecordForm(forms.ModelForm):
+    """The record form carries the version it was loaded at, so a stale form cannot overwrite newer data."""
+
+    loaded_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.fields["loaded_version"].initial = self.instance.version
 
 
 @admin.register(Record)
-class RecordAdmin(VersionAdmin):
+class RecordAdmin(_ServiceCallMixin, VersionAdmin):
     """Records with history: edits, deletes, reverts and recoveries all go through the record services."""
+
+    form = RecordForm
 
     list_display = ["key", "collection", "version", "updated_at", "updated_by"]
     list_filter = ["collection"]
@@ -189,6 +265,7 @@ class RecordAdmin(VersionAdmin):
             "collection",
             "key",
             "data",
+            "loaded_version",
             "version",
             "created_at",
             "created_by",
@@ -209,12 +286,26 @@ class RecordAdmin(VersionAdmin):
         actor = _actor(request)
         with transaction.atomic():
             if change:
-                record, _ = services.record_put(
-                    collection=obj.collection, key=obj.key, data=obj.data, actor=actor
+                # If-Match: the version the form showed (or, without it, the one just read), so that an
+                # edit never overwrites a newer version and works on collections that require If-Match.
+                loaded = form.cleaned_data.get("loaded_version") or obj.version
+                record, _ = self.call(
+                    request,
+                    services.record_put,
+                    collection=obj.collection,
+                    key=obj.key,
+                    data=obj.data,
+                    actor=actor,
+                    if_match=frozenset({loaded}),
                 )
             else:
-                record = services.record_create(
-                    collection=obj.collection, key=obj.key, data=obj.data, actor=actor
+                record = self.call(
+                    request,
+                    services.record_create,
+                    collection=obj.collection,
+                    key=obj.key,
+                    data=obj.data,
+                    actor=actor,
                 )
         obj.pk, obj.version = record.pk, record.version
         obj.created_at, obj.updated_at = record.created_at, record.updated_at
@@ -222,20 +313,40 @@ class RecordAdmin(VersionAdmin):
         obj._state.adding = False
 
     def delete_model(self, request, obj):
-        services.record_delete(collection=obj.collection, key=obj.key, actor=_actor(request))
+        services.record_delete(
+            collection=obj.collection, key=obj.key, actor=_actor(request), if_match=frozenset({obj.version})
+        )
 
     def delete_queryset(self, request, queryset):
         for record in queryset.select_related("collection"):
-            services.record_delete(collection=record.collection, key=record.key, actor=_actor(request))
+            services.record_delete(
+                collection=record.collection,
+                key=record.key,
+                actor=_actor(request),
+                if_match=frozenset({record.version}),
+            )
 
-    def _revert_through_service(self, request, version_id):
+    def _revert_through_service(self, request, version_id, object_id=None):
         """POST of a revision or recover form: write a new version equal to the chosen one."""
-        version = Version.objects.select_related("revision").get(pk=version_id)
+        recovering = object_id is None
+        if not self.has_change_permission(request) or (recovering and not self.has_add_permission(request)):
+            raise PermissionDenied
+        versions = Version.objects.get_for_model(Record).select_related("revision")
+        if object_id is not None:
+            versions = versions.filter(object_id=unquote(object_id))
+        version = get_object_or_404(versions, pk=version_id)
         fields = version.field_dict
-        collection = Collection.objects.get(pk=fields["collection_id"])
+        collection = Collection.objects.filter(pk=fields["collection_id"]).first()
+        current = Record.objects.filter(pk=version.object_id).values_list("version", flat=True).first()
         try:
+            if collection is None:
+                raise NotFound(f"The collection of {fields['key']!r} no longer exists.")
             record, _ = services.record_revert(
-                collection=collection, key=fields["key"], version=fields["version"], actor=_actor(request)
+                collection=collection,
+                key=fields["key"],
+                version=fields["version"],
+                actor=_actor(request),
+                if_match=None if current is None else frozenset({current}),
             )
         except NucleusError as exc:
             self.message_user(request, exc.detail, level=messages.ERROR)
@@ -247,7 +358,7 @@ class RecordAdmin(VersionAdmin):
 
     def revision_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":
-            return self._revert_through_service(request, version_id)
+            return self._revert_through_service(request, version_id, object_id)
         return super().revision_view(request, object_id, version_id, extra_context)
 
     def recover_view(self, request, version_id, extra_context=None):

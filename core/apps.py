@@ -10,7 +10,8 @@ class CoreConfig(AppConfig):
         import reversion
 
         import core.api.openapi  # noqa: F401 - registers the OpenAPI authentication extensions
-        from core.models import Record
+        from core.models import Collection, Grant, Record
 
-        if not reversion.is_registered(Record):
-            reversion.register(Record)
+        for model in (Record, Collection, Grant):
+            if not reversion.is_registered(model):
+                reversion.register(model)

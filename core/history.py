@@ -10,8 +10,10 @@ import json
 from collections.abc import Iterable
 
 from django.contrib.contenttypes.models import ContentType
+from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import router
+from django.db.models import Model
 from django.utils import timezone
 from reversion.models import Revision, Version
 
@@ -42,6 +44,38 @@ def serialize_record(record: Record) -> str:
     )
 
 
+def _revision(db: str, actor: Actor, comment: str) -> Revision:
+    revision = Revision.objects.using(db).create(
+        date_created=timezone.now(), user_id=actor.user_id, comment=comment
+    )
+    WriteMeta.objects.using(db).create(revision=revision, actor=actor.label, request_id=actor.request_id)
+    return revision
+
+
+def audit_write(*, objects: Iterable[Model], actor: Actor, comment: str) -> Revision | None:
+    """Store one revision with a version of each object (collections, grants) as it is now or was last."""
+    objects = list(objects)
+    if not objects:
+        return None
+    db = router.db_for_write(type(objects[0]))
+    revision = _revision(db, actor, comment)
+    Version.objects.using(db).bulk_create(
+        [
+            Version(
+                revision=revision,
+                object_id=str(obj.pk),
+                content_type=ContentType.objects.db_manager(db).get_for_model(obj),
+                db=db,
+                format="json",
+                serialized_data=serializers.serialize("json", [obj]),
+                object_repr=str(obj)[:1000],
+            )
+            for obj in objects
+        ]
+    )
+    return revision
+
+
 def history_write(*, records: Iterable[Record], actor: Actor, comment: str) -> Revision | None:
     """Store one revision holding a version of each record as given (deleted ones with deleted=True)."""
     records = list(records)
@@ -49,10 +83,7 @@ def history_write(*, records: Iterable[Record], actor: Actor, comment: str) -> R
         return None
     db = router.db_for_write(Record)
     content_type = ContentType.objects.db_manager(db).get_for_model(Record)
-    revision = Revision.objects.using(db).create(
-        date_created=timezone.now(), user_id=actor.user_id, comment=comment
-    )
-    WriteMeta.objects.using(db).create(revision=revision, actor=actor.label, request_id=actor.request_id)
+    revision = _revision(db, actor, comment)
     Version.objects.using(db).bulk_create(
         [
             Version(

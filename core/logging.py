@@ -10,7 +10,9 @@ from core.request_id import get_request_id
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "request_id", None):
-            record.request_id = get_request_id()
+            # Django logs 4xx/5xx responses after the middleware has left: the request still knows its id.
+            request_id = getattr(getattr(record, "request", None), "request_id", "")
+            record.request_id = get_request_id() or (request_id if isinstance(request_id, str) else "")
         return True
 
 
@@ -25,9 +27,10 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", ""),
         }
-        status = getattr(record, "status_code", None)
-        if status is not None:
-            entry["status"] = status
+        for name, field in (("status", "status_code"), ("duration_ms", "duration_ms")):
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -1,9 +1,14 @@
 """Request ids on every response, and the request body limit enforced before anything reads the body."""
 
+import logging
+import time
+
 from django.conf import settings
 
 from core.api.problems import problem_response
 from core.request_id import request_id_from_header, reset_request_id, set_request_id
+
+request_log = logging.getLogger("nucleus.request")
 
 
 class RequestIdMiddleware:
@@ -16,11 +21,22 @@ class RequestIdMiddleware:
         request_id = request_id_from_header(request.headers.get("X-Request-ID"))
         request.request_id = request_id
         token = set_request_id(request_id)
+        started = time.monotonic()
         try:
             response = self.get_response(request)
+            response["X-Request-ID"] = request_id
+            request_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "status_code": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
         finally:
             reset_request_id(token)
-        response["X-Request-ID"] = request_id
         return response
 
 

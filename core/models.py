@@ -11,16 +11,23 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$"
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$"
 SERVICE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 
+
+def _whole(pattern: str) -> str:
+    """The pattern anchored at the very end: a bare `$` would also accept a trailing newline."""
+    return pattern[:-1] + r"\Z"
+
+
 name_validator = RegexValidator(
-    NAME_PATTERN,
+    _whole(NAME_PATTERN),
     "Use lower-case letters, digits, '_' and '-', in dot-separated parts starting with a letter.",
 )
 key_validator = RegexValidator(
-    KEY_PATTERN,
+    _whole(KEY_PATTERN),
     "Use 1 to 200 characters: letters, digits, '.', '_', ':' and '-', starting with a letter or digit.",
 )
 service_name_validator = RegexValidator(
-    SERVICE_NAME_PATTERN, "Use lower-case letters, digits, '_' and '-', starting with a letter (at most 63)."
+    _whole(SERVICE_NAME_PATTERN),
+    "Use lower-case letters, digits, '_' and '-', starting with a letter (at most 63).",
 )
 
 

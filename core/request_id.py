@@ -10,7 +10,7 @@ _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,200}$")
 
 def request_id_from_header(value: str | None) -> str:
     """The caller's X-Request-ID when it is a sane token, else a new one."""
-    if value and _ACCEPTABLE.match(value):
+    if value and _ACCEPTABLE.fullmatch(value):
         return value
     return uuid.uuid4().hex
 

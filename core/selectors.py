@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Substr
 
 from core.errors import BadRequest, Forbidden, NotFound
 from core.models import Access, Collection, Grant, Record, ServiceToken
@@ -161,6 +162,11 @@ def _sqlite_type_clause(expr: str, value) -> tuple[str, list]:
         return f"{expr} = 'null'", []
     if isinstance(value, bool):
         return f"{expr} = %s", ["true" if value else "false"]
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        raise BadRequest(
+            "On SQLite, integers in where must fit in 64 bits; PostgreSQL supports all.",
+            code="invalid_filter",
+        )
     if isinstance(value, int | float):
         return f"{expr} IN ('integer', 'real')", []
     return f"{expr} = 'text'", []
@@ -187,6 +193,8 @@ def records_page(
     records = Record.objects.filter(collection=collection)
     if key_prefix:
         records = records.filter(key__startswith=key_prefix)
+        if connection.vendor == "sqlite":  # SQLite's LIKE ignores case; keys do not.
+            records = records.alias(key_head=Substr("key", 1, len(key_prefix))).filter(key_head=key_prefix)
     if updated_after:
         records = records.filter(updated_at__gt=_parse_time(updated_after, "updated_after"))
     if updated_before:

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
-from core.history import history_entry, history_write
+from core.history import audit_write, history_entry, history_write
 from core.models import (
     KEY_PATTERN,
     NAME_PATTERN,
@@ -49,7 +49,7 @@ def token_hash(token: str) -> str:
 @transaction.atomic
 def service_ensure(*, name: str, description: str | None = None) -> tuple[Service, bool]:
     """Return the service called name, creating it if needed; a given description replaces the old one."""
-    if not _SERVICE_NAME_RE.match(name):
+    if not _SERVICE_NAME_RE.fullmatch(name):
         raise ValidationFailed(
             f"{name!r} is not a valid service name: use lower-case letters, digits, '_' and '-', "
             "starting with a letter (at most 63).",
@@ -109,8 +109,8 @@ def token_touch(*, token: ServiceToken, now: datetime) -> None:
 # --- collections and grants ----------------------------------------------------------------------
 
 
-def _check_collection_name(name) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > 100:
+def check_collection_name(name) -> None:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
         raise ValidationFailed(
             "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
             code="invalid_name",
@@ -123,12 +123,13 @@ def collection_create(
     *,
     name: str,
     owner: Service,
+    actor: Actor,
     kind: str = CollectionKind.RECORDS,
     description: str = "",
     require_if_match: bool = False,
 ) -> Collection:
     """Create a collection owned by owner; a taken name is a 409."""
-    _check_collection_name(name)
+    check_collection_name(name)
     if kind not in CollectionKind.values:
         raise ValidationFailed(
             "kind must be records or stream.",
@@ -136,18 +137,25 @@ def collection_create(
         )
     try:
         with transaction.atomic():
-            return Collection.objects.create(
+            collection = Collection.objects.create(
                 name=name, owner=owner, kind=kind, description=description, require_if_match=require_if_match
             )
     except IntegrityError:
         raise Conflict(f"A collection named {name!r} already exists.", code="collection_exists")
+    audit_write(objects=[collection], actor=actor, comment="collection created")
+    return collection
 
 
 @transaction.atomic
 def collection_update(
-    *, collection: Collection, description: str | None = None, require_if_match: bool | None = None
+    *,
+    collection: Collection,
+    actor: Actor,
+    description: str | None = None,
+    require_if_match: bool | None = None,
 ) -> Collection:
-    """Change the mutable settings of a collection."""
+    """Change the mutable settings of a collection. Locks its row until commit."""
+    collection = Collection.objects.select_for_update().select_related("owner").get(pk=collection.pk)
     changed = []
     if description is not None and description != collection.description:
         collection.description = description
@@ -157,12 +165,16 @@ def collection_update(
         changed.append("require_if_match")
     if changed:
         collection.save(update_fields=[*changed, "updated_at"])
+        audit_write(objects=[collection], actor=actor, comment="changed " + ", ".join(changed))
     return collection
 
 
 @transaction.atomic
-def collection_delete(*, collection: Collection, force: bool) -> None:
-    """Delete a collection: only when it is empty, unless force (operators)."""
+def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> None:
+    """Delete a collection: only when it is empty, unless force (operators).
+
+    A forced delete first records a deletion in the history of every record it removes, in batches.
+    """
     locked = Collection.objects.select_for_update().get(pk=collection.pk)
     count = Record.objects.filter(collection=locked).count()
     if count and not force:
@@ -171,11 +183,22 @@ def collection_delete(*, collection: Collection, force: bool) -> None:
             code="collection_not_empty",
             count=count,
         )
+    if count:
+        now, batch = timezone.now(), []
+        for record in Record.objects.filter(collection=locked).order_by("key").iterator(chunk_size=1000):
+            record.version, record.deleted = record.version + 1, True
+            record.updated_at, record.updated_by = now, actor.label
+            batch.append(record)
+            if len(batch) == 1000:
+                history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+                batch = []
+        history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+    audit_write(objects=[locked, *locked.grants.all()], actor=actor, comment="collection deleted")
     locked.delete()
 
 
 @transaction.atomic
-def grant_set(*, collection: Collection, service_name: str, access: str) -> tuple[Grant, bool]:
+def grant_set(*, collection: Collection, service_name: str, access: str, actor: Actor) -> tuple[Grant, bool]:
     """Give service_name read or write access to collection; granting again changes the access."""
     if access not in Access.values:
         raise ValidationFailed(
@@ -197,17 +220,25 @@ def grant_set(*, collection: Collection, service_name: str, access: str) -> tupl
     grant, created = Grant.objects.select_for_update().get_or_create(
         collection=collection, service=service, defaults={"access": access}
     )
-    if not created and grant.access != access:
+    if created:
+        audit_write(objects=[grant], actor=actor, comment=f"granted {access} to {service.name}")
+    elif grant.access != access:
         grant.access = access
         grant.save(update_fields=["access", "updated_at"])
+        audit_write(objects=[grant], actor=actor, comment=f"changed grant of {service.name} to {access}")
     return grant, created
 
 
 @transaction.atomic
-def grant_revoke(*, collection: Collection, service_name: str) -> None:
-    deleted, _ = Grant.objects.filter(collection=collection, service__name=service_name).delete()
-    if not deleted:
+def grant_revoke(*, collection: Collection, service_name: str, actor: Actor) -> None:
+    """Remove a service's grant; the service then gets 404 for the collection."""
+    grant = (
+        Grant.objects.select_for_update().filter(collection=collection, service__name=service_name).first()
+    )
+    if grant is None:
         raise NotFound(f"{service_name!r} has no grant on {collection.name!r}.", code="grant_not_found")
+    audit_write(objects=[grant], actor=actor, comment=f"revoked the grant of {service_name}")
+    grant.delete()
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -228,12 +259,18 @@ def _require_records_collection(collection: Collection) -> None:
 
 
 def _check_key(key, *, path: str = "/key") -> str:
-    if not isinstance(key, str) or not _KEY_RE.match(key):
+    if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise ValidationFailed(
             "key must be 1 to 200 characters: letters, digits, '.', '_', ':' and '-', starting with a "
             "letter or digit.",
             code="invalid_key",
             errors=[{"path": path, "message": f"does not match {KEY_PATTERN}"}],
+        )
+    if key == "bulk":  # /records/bulk/ is the bulk endpoint, so such a record could never be read.
+        raise ValidationFailed(
+            "The key 'bulk' is reserved: its URL is the bulk endpoint.",
+            code="invalid_key",
+            errors=[{"path": path, "message": "is reserved."}],
         )
     return key
 

@@ -14,7 +14,7 @@ def _escape(part: str) -> str:
 
 def _find_problem(value, path: str, depth: int, max_depth: int) -> tuple[str, str] | None:
     """The first value PostgreSQL's jsonb cannot hold faithfully, as (JSON Pointer, reason)."""
-    if depth > max_depth:
+    if depth > max_depth and isinstance(value, dict | list):  # depth counts objects and arrays only
         return path, f"is nested deeper than {max_depth} levels."
     if isinstance(value, str):
         return _string_problem(value, path)

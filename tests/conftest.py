@@ -7,6 +7,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from core import services
+from tests.actors import TEST_ACTOR
 
 
 def pytest_runtest_setup(item):
@@ -72,7 +73,7 @@ def operator(operator_user) -> APIClient:
 @pytest.fixture
 def items(owner, reader, writer):
     """A records collection owned by `owner`, readable by `reader`, writable by `writer`."""
-    collection = services.collection_create(name="items", owner=owner.service)
-    services.grant_set(collection=collection, service_name="reader", access="read")
-    services.grant_set(collection=collection, service_name="writer", access="write")
+    collection = services.collection_create(actor=TEST_ACTOR, name="items", owner=owner.service)
+    services.grant_set(actor=TEST_ACTOR, collection=collection, service_name="reader", access="read")
+    services.grant_set(actor=TEST_ACTOR, collection=collection, service_name="writer", access="write")
     return collection

@@ -42,7 +42,18 @@ def problem(
         "code": code,
     }
     body.update({name: value for name, value in extra.items() if value is not None})
-    return body
+    return _encodable(body)
+
+
+def _encodable(value):
+    """value with lone surrogates written as \\udXXX: they echo the request, and UTF-8 cannot hold them."""
+    if isinstance(value, str):
+        return value if value.isascii() else value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(name): _encodable(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    return value
 
 
 def problem_response(status_code: int, detail: str, **kwargs) -> JsonResponse:

@@ -34,7 +34,7 @@ class ProblemSerializer(serializers.Serializer):
 
 
 class CollectionCreateSerializer(StrictSerializer):
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=100, trim_whitespace=False)
     kind = serializers.ChoiceField(choices=CollectionKind.choices, default=CollectionKind.RECORDS)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
     require_if_match = serializers.BooleanField(required=False, default=False)
@@ -57,7 +57,7 @@ class CollectionSerializer(serializers.ModelSerializer):
 
 
 class GrantWriteSerializer(StrictSerializer):
-    service = serializers.CharField(max_length=63)
+    service = serializers.CharField(max_length=63, trim_whitespace=False)
     access = serializers.ChoiceField(choices=Access.choices)
 
 

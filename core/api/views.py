@@ -15,6 +15,7 @@ from core.errors import BadRequest, NotFound, ValidationFailed
 from core.history import history_page
 from core.models import Record, Service, record_pk
 from core.selectors import Need
+from core.validation import check_record_data
 
 # --- shared documentation ------------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ class CollectionListView(NucleusAPIView):
                     "Operators must name the owning service in owner.",
                     errors=[{"path": "/owner", "message": "must name an existing service."}],
                 )
-        collection = services.collection_create(owner=owner, **data)
+        collection = services.collection_create(owner=owner, actor=self.actor, **data)
         location = request.build_absolute_uri(reverse("collection-detail", args=[collection.name]))
         return Response(s.CollectionSerializer(collection).data, status=201, headers={"Location": location})
 
@@ -142,7 +143,7 @@ class CollectionDetailView(NucleusAPIView):
     def patch(self, request, name):
         collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
         data = _validated(s.CollectionUpdateSerializer, request.data)
-        collection = services.collection_update(collection=collection, **data)
+        collection = services.collection_update(collection=collection, actor=self.actor, **data)
         return Response(s.CollectionSerializer(collection).data)
 
     @extend_schema(
@@ -156,7 +157,7 @@ class CollectionDetailView(NucleusAPIView):
     )
     def delete(self, request, name):
         collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
-        services.collection_delete(collection=collection, force=self.principal.is_operator)
+        services.collection_delete(collection=collection, actor=self.actor, force=self.principal.is_operator)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -183,7 +184,7 @@ class GrantListView(NucleusAPIView):
         collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
         data = _validated(s.GrantWriteSerializer, request.data)
         grant, created = services.grant_set(
-            collection=collection, service_name=data["service"], access=data["access"]
+            collection=collection, service_name=data["service"], access=data["access"], actor=self.actor
         )
         return Response(s.GrantSerializer(grant).data, status=201 if created else 200)
 
@@ -194,7 +195,7 @@ class GrantDetailView(NucleusAPIView):
     )
     def delete(self, request, name, service):
         collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
-        services.grant_revoke(collection=collection, service_name=service)
+        services.grant_revoke(collection=collection, service_name=service, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -452,8 +453,12 @@ def _where(raw: str | None) -> dict | None:
         return None
     try:
         where = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest('where must be a JSON object, e.g. where={"status":"open"}.', code="invalid_filter")
     if not isinstance(where, dict):
         raise BadRequest('where must be a JSON object, e.g. where={"status":"open"}.', code="invalid_filter")
+    try:  # what no record can hold (NUL, lone surrogates, ...) would make the database fail the query
+        check_record_data(where, path="where")
+    except ValidationFailed as exc:
+        raise BadRequest(exc.detail, code="invalid_filter")
     return where

@@ -89,6 +89,14 @@ class Collection(TimestampedModel):
     require_if_match = models.BooleanField(
         default=False, help_text="Refuse (428) updates and deletes of existing records without If-Match."
     )
+    schema = models.ForeignKey(
+        "schemas.Schema",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="collections",
+        help_text="Every write is validated against the latest version of this schema.",
+    )
 
     class Meta:
         ordering = ["name"]

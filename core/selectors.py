@@ -36,7 +36,7 @@ def token_lookup(plain: str) -> ServiceToken | None:
 
 def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
     """Collections the caller may see: all for operators, else owned or granted ones."""
-    collections = Collection.objects.select_related("owner")
+    collections = Collection.objects.select_related("owner", "schema")
     if principal.service is None:
         return collections
     return collections.filter(Q(owner=principal.service) | Q(grants__service=principal.service)).distinct()
@@ -44,7 +44,7 @@ def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
 
 def collection_for(*, principal: Principal, name: str, need: Need) -> Collection:
     """The named collection if the caller may `need` it; 404 when it may not even see it, else 403."""
-    collections = Collection.objects.select_related("owner")
+    collections = Collection.objects.select_related("owner", "schema")
     if principal.service is not None:
         granted = Grant.objects.filter(collection=OuterRef("pk"), service=principal.service).values("access")[
             :1

@@ -29,6 +29,10 @@ from core.models import (
 )
 from core.principals import Actor
 from core.validation import check_record_data, merge_patch
+from schemas.models import Schema
+from schemas.selectors import latest_validator_for_write
+from schemas.services import collection_schema_check
+from schemas.validation import data_errors
 
 TOKEN_PREFIX = "nuc_"
 _KEY_RE = re.compile(KEY_PATTERN)
@@ -108,6 +112,23 @@ def token_touch(*, token: ServiceToken, now: datetime) -> None:
 
 # --- collections and grants ----------------------------------------------------------------------
 
+UNCHANGED = object()  # a keyword argument left as it is
+
+
+def _check_bindable(kind: str, schema: "Schema") -> None:
+    if kind != CollectionKind.RECORDS:
+        raise ValidationFailed(
+            "Only records collections can be bound to a schema.",
+            code="schema_on_stream",
+            errors=[{"path": "/schema", "message": "streams cannot be bound to a schema."}],
+        )
+    if not schema.versions.exists():
+        raise ValidationFailed(
+            f"Schema {schema.name!r} has no versions yet; register one before binding it.",
+            code="schema_has_no_versions",
+            errors=[{"path": "/schema", "message": "has no versions."}],
+        )
+
 
 def check_collection_name(name) -> None:
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
@@ -127,18 +148,26 @@ def collection_create(
     kind: str = CollectionKind.RECORDS,
     description: str = "",
     require_if_match: bool = False,
+    schema: "Schema | None" = None,
 ) -> Collection:
-    """Create a collection owned by owner; a taken name is a 409."""
+    """Create a collection owned by owner, optionally bound to a schema; a taken name is a 409."""
     check_collection_name(name)
     if kind not in CollectionKind.values:
         raise ValidationFailed(
             "kind must be records or stream.",
             errors=[{"path": "/kind", "message": "must be one of records, stream."}],
         )
+    if schema is not None:
+        _check_bindable(kind, schema)
     try:
         with transaction.atomic():
             collection = Collection.objects.create(
-                name=name, owner=owner, kind=kind, description=description, require_if_match=require_if_match
+                name=name,
+                owner=owner,
+                kind=kind,
+                description=description,
+                require_if_match=require_if_match,
+                schema=schema,
             )
     except IntegrityError:
         raise Conflict(f"A collection named {name!r} already exists.", code="collection_exists")
@@ -153,10 +182,23 @@ def collection_update(
     actor: Actor,
     description: str | None = None,
     require_if_match: bool | None = None,
+    schema: "Schema | object | None" = UNCHANGED,
 ) -> Collection:
-    """Change the mutable settings of a collection. Locks its row until commit."""
-    collection = Collection.objects.select_for_update().select_related("owner").get(pk=collection.pk)
+    """Change the mutable settings of a collection. Locks its row until commit.
+
+    Binding a schema (or another one) first checks every stored record against its latest version
+    and refuses with 409 if any fails; `schema=None` unbinds.
+    """
+    collection = (
+        Collection.objects.select_for_update().select_related("owner", "schema").get(pk=collection.pk)
+    )
     changed = []
+    if schema is not UNCHANGED and (schema.pk if schema else None) != collection.schema_id:
+        if schema is not None:
+            _check_bindable(collection.kind, schema)
+            collection_schema_check(collection=collection, schema=schema)
+        collection.schema = schema
+        changed.append("schema")
     if description is not None and description != collection.description:
         collection.description = description
         changed.append("description")
@@ -318,13 +360,16 @@ def _insert(records: list[Record]) -> None:
         )
 
 
-def _new_record(collection: Collection, key: str, data: dict, version: int, actor: Actor, now) -> Record:
+def _new_record(
+    collection: Collection, key: str, data: dict, version: int, actor: Actor, now, schema_version: int | None
+) -> Record:
     return Record(
         id=record_pk(collection.pk, key),
         collection=collection,
         key=key,
         data=data,
         version=version,
+        schema_version=schema_version,
         created_at=now,
         updated_at=now,
         created_by=actor.label,
@@ -332,22 +377,51 @@ def _new_record(collection: Collection, key: str, data: dict, version: int, acto
     )
 
 
-def _update(record: Record, data: dict, actor: Actor) -> Record:
+def _update(record: Record, data: dict, actor: Actor, schema_version: int | None) -> Record:
     record.data = data
     record.version += 1
+    record.schema_version = schema_version
     record.updated_at = timezone.now()
     record.updated_by = actor.label
     Record.objects.filter(pk=record.pk).update(
-        data=data, version=record.version, updated_at=record.updated_at, updated_by=record.updated_by
+        data=data,
+        version=record.version,
+        schema_version=schema_version,
+        updated_at=record.updated_at,
+        updated_by=record.updated_by,
     )
     return record
 
 
-def _create(collection: Collection, key: str, data: dict, actor: Actor) -> Record:
+def _create(collection: Collection, key: str, data: dict, actor: Actor, schema_version: int | None) -> Record:
     version = _next_versions(collection, [key])[key]
-    record = _new_record(collection, key, data, version, actor, timezone.now())
+    record = _new_record(collection, key, data, version, actor, timezone.now(), schema_version)
     _insert([record])
     return record
+
+
+def _schema_mismatch(
+    collection: Collection, version: int, errors: list[dict], index: int | None = None
+) -> ValidationFailed:
+    return ValidationFailed(
+        f"The data does not match the schema of {collection.name!r} (version {version}): "
+        f"{errors[0]['path']}: {errors[0]['message']}",
+        code="schema_validation_failed",
+        errors=errors,
+        schema_version=version,
+        index=index,
+    )
+
+
+def _conform(collection: Collection, data: dict) -> int | None:
+    """Validate data against the latest version of the collection's schema; returns that version."""
+    bound = latest_validator_for_write(collection)
+    if bound is None:
+        return None
+    errors = data_errors(bound.validator, data)
+    if errors:
+        raise _schema_mismatch(collection, bound.version, errors)
+    return bound.version
 
 
 @transaction.atomic
@@ -356,9 +430,10 @@ def record_create(*, collection: Collection, key: str | None, data, actor: Actor
     _require_records_collection(collection)
     key = str(uuid.uuid4()) if key is None else _check_key(key)
     check_record_data(data)
+    schema_version = _conform(collection, data)
     if Record.objects.filter(collection=collection, key=key).exists():
         raise Conflict(f"Record {key!r} already exists in {collection.name!r}.", code="record_exists")
-    record = _create(collection, key, data, actor)
+    record = _create(collection, key, data, actor, schema_version)
     history_write(records=[record], actor=actor, comment="created")
     return record
 
@@ -381,6 +456,7 @@ def record_put(
 
 
 def _put(collection, key, data, actor, if_match, if_none_match, comment):
+    schema_version = _conform(collection, data)
     existing = _locked_record(collection, key)
     if if_none_match and existing is not None:
         raise PreconditionFailed(
@@ -389,9 +465,9 @@ def _put(collection, key, data, actor, if_match, if_none_match, comment):
     _check_if_match(existing, if_match, key)
     _check_if_match_required(collection, existing, if_match)
     if existing is None:
-        record, created = _create(collection, key, data, actor), True
+        record, created = _create(collection, key, data, actor, schema_version), True
     else:
-        record, created = _update(existing, data, actor), False
+        record, created = _update(existing, data, actor, schema_version), False
     history_write(records=[record], actor=actor, comment=comment or ("created" if created else "replaced"))
     return record, created
 
@@ -414,7 +490,7 @@ def record_patch(
     _check_if_match_required(collection, existing, if_match)
     merged = merge_patch(existing.data, patch)
     check_record_data(merged)
-    record = _update(existing, merged, actor)
+    record = _update(existing, merged, actor, _conform(collection, merged))
     history_write(records=[record], actor=actor, comment="patched")
     return record
 
@@ -536,6 +612,15 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
     prepared = _bulk_prepare(items, generate_keys=True)
     keys = [key for key, _ in prepared]
     index_of = {key: index for index, key in enumerate(keys)}
+    bound = latest_validator_for_write(collection)
+    schema_version = bound.version if bound else None
+    if bound is not None:
+        errors = []
+        for index, (_, data) in enumerate(prepared):
+            errors += data_errors(bound.validator, data, path=f"/records/{index}/data")
+        if errors:
+            first = int(errors[0]["path"].split("/")[2])
+            raise _schema_mismatch(collection, bound.version, errors[:100], index=first)
     existing = {
         row[0]: row
         for row in Record.objects.select_for_update()
@@ -566,11 +651,11 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
     for key, data in prepared:
         if key in existing:
             _, version, created_at, created_by = existing[key]
-            record = _new_record(collection, key, data, version + 1, actor, now)
+            record = _new_record(collection, key, data, version + 1, actor, now, schema_version)
             record.created_at, record.created_by = created_at, created_by
             updated_records.append(record)
         else:
-            new_records.append(_new_record(collection, key, data, start[key], actor, now))
+            new_records.append(_new_record(collection, key, data, start[key], actor, now, schema_version))
     if new_records:
         _insert(new_records)
     if updated_records:

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "dbbackup",
     "django_prometheus",
     "core",
+    "schemas",
 ]
 
 MIDDLEWARE = [

@@ -6,6 +6,7 @@ from django.views.defaults import page_not_found, server_error
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.api.system import api_not_found, api_server_error, healthz, readyz
+from schemas.admin import migration_status_view
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -13,11 +14,13 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("readyz/", readyz),
     path("api/v1/", include("core.api.urls")),
+    path("api/v1/", include("schemas.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/schema", SpectacularAPIView.as_view()),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema")),
     path("", include("django_prometheus.urls")),
+    path("admin/migrations/", admin.site.admin_view(migration_status_view), name="admin-migrations"),
     path("admin/", admin.site.urls),
     # Anything else under /api/ is a problem+json 404, also while DEBUG shows HTML pages elsewhere.
     re_path(r"^api/", api_not_found),

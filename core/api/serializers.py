@@ -38,6 +38,9 @@ class CollectionCreateSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=CollectionKind.choices, default=CollectionKind.RECORDS)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=10000)
     require_if_match = serializers.BooleanField(required=False, default=False)
+    schema = serializers.CharField(
+        required=False, allow_null=True, help_text="Name of a schema to validate every write against."
+    )
     owner = serializers.CharField(
         required=False, help_text="Operators only: the name of the owning service (required for them)."
     )
@@ -46,14 +49,29 @@ class CollectionCreateSerializer(StrictSerializer):
 class CollectionUpdateSerializer(StrictSerializer):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000)
     require_if_match = serializers.BooleanField(required=False)
+    schema = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Bind a schema (stored records are checked first; 409 if any fails), or null to unbind.",
+    )
 
 
 class CollectionSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.name")
+    schema = serializers.CharField(source="schema.name", allow_null=True, default=None)
 
     class Meta:
         model = Collection
-        fields = ["name", "kind", "owner", "description", "require_if_match", "created_at", "updated_at"]
+        fields = [
+            "name",
+            "kind",
+            "owner",
+            "schema",
+            "description",
+            "require_if_match",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class GrantWriteSerializer(StrictSerializer):

@@ -16,6 +16,7 @@ from core.history import history_page
 from core.models import Record, Service, record_pk
 from core.selectors import Need
 from core.validation import check_record_data
+from schemas.models import Schema
 
 # --- shared documentation ------------------------------------------------------------------------
 
@@ -122,6 +123,8 @@ class CollectionListView(NucleusAPIView):
                     "Operators must name the owning service in owner.",
                     errors=[{"path": "/owner", "message": "must name an existing service."}],
                 )
+        if "schema" in data:
+            data["schema"] = _schema_named(data["schema"])
         collection = services.collection_create(owner=owner, actor=self.actor, **data)
         location = request.build_absolute_uri(reverse("collection-detail", args=[collection.name]))
         return Response(s.CollectionSerializer(collection).data, status=201, headers={"Location": location})
@@ -143,6 +146,8 @@ class CollectionDetailView(NucleusAPIView):
     def patch(self, request, name):
         collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
         data = _validated(s.CollectionUpdateSerializer, request.data)
+        if "schema" in data:
+            data["schema"] = _schema_named(data["schema"])
         collection = services.collection_update(collection=collection, actor=self.actor, **data)
         return Response(s.CollectionSerializer(collection).data)
 
@@ -446,6 +451,19 @@ def _strict_body(
     if errors:
         raise ValidationFailed("The request body is invalid.", errors=errors)
     return body
+
+
+def _schema_named(name: str | None) -> Schema | None:
+    if name is None:
+        return None
+    schema = Schema.objects.filter(name=name).first()
+    if schema is None:
+        raise ValidationFailed(
+            f"There is no schema named {name!r}.",
+            code="unknown_schema",
+            errors=[{"path": "/schema", "message": "no such schema."}],
+        )
+    return schema
 
 
 def _where(raw: str | None) -> dict | None:

@@ -1,0 +1,903 @@
+"""Whether one JSON Schema accepts every document another accepts: the compatibility checker.
+
+A plain module with no Django imports. `compatibility_errors(mode, new, previous)` answers for the
+seven modes of the schema registry; `subschema_errors(narrow, wide)` is the underlying question: does
+`wide` accept every document that `narrow` accepts?
+
+The checker is sound and deliberately incomplete: it answers "compatible" (no errors) only when it can
+prove that no document breaks the change. Where it cannot decide (a `pattern` that changed, an `if`
+it does not understand, a `oneOf` whose branches may overlap), it reports an incompatibility that says
+why. It follows the conventions of the widely used Kafka schema registries for JSON Schema where they
+are sound: an object that allows additional properties is open, so adding a property to it, or closing
+it, is not backward compatible.
+
+Conventions: "narrow" is the schema whose documents must all be accepted, "wide" the one that must
+accept them. In BACKWARD mode narrow is the previous version and wide the new one; in FORWARD mode the
+other way round. Every error carries a JSON Pointer into the new schema.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+
+from jsonschema import Draft7Validator, Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+MODES = (
+    "NONE",
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+)
+DRAFT_07 = "http://json-schema.org/draft-07/schema"
+JSON_TYPES = ("null", "boolean", "object", "array", "number", "string")
+# Keywords that never change which documents a schema accepts (format is not asserted by Nucleus).
+ANNOTATIONS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$anchor",
+        "$dynamicAnchor",
+        "$comment",
+        "$defs",
+        "definitions",
+        "title",
+        "description",
+        "default",
+        "examples",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "format",
+        "contentMediaType",
+        "contentEncoding",
+        "contentSchema",
+    }
+)
+_NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+_STRING = ("minLength", "maxLength", "pattern")
+_ARRAY = ("items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems")
+_OBJECT = (
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "required",
+    "minProperties",
+    "maxProperties",
+)
+_LOGIC = ("allOf", "anyOf", "oneOf", "not", "$ref", "enum", "const", "type")
+# Keywords compared only for equality: when the wide schema has one, the narrow must have the same.
+_OPAQUE = (
+    "contains",
+    "minContains",
+    "maxContains",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "if",
+    "then",
+    "else",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+)
+# Their meaning depends on the other keywords around them: only an unchanged schema is provably fine.
+_SIBLING_DEPENDENT = frozenset({"unevaluatedProperties", "unevaluatedItems", "$dynamicRef"})
+_KNOWN = ANNOTATIONS | set(_NUMERIC) | set(_STRING) | set(_ARRAY) | set(_OBJECT) | set(_LOGIC) | set(_OPAQUE)
+_MAX_DEPTH = 60
+
+
+@dataclass(frozen=True)
+class Incompatibility:
+    path: str  # JSON Pointer into the new schema
+    message: str
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "message": self.message}
+
+
+class SchemaProblem(ValueError):
+    """The definition is not a usable JSON Schema for Nucleus; message and path say why."""
+
+    def __init__(self, message: str, path: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+# --- definitions: draft, validity, local references ----------------------------------------------
+
+
+def validator_class(definition) -> type:
+    """Draft 2020-12 unless the definition declares draft-07 in $schema."""
+    if isinstance(definition, dict):
+        declared = str(definition.get("$schema", "")).rstrip("#")
+        if declared == DRAFT_07:
+            return Draft7Validator
+        if declared and declared.rstrip("/") not in ("https://json-schema.org/draft/2020-12/schema",):
+            raise SchemaProblem(
+                f"$schema {definition['$schema']!r} is not supported: use draft 2020-12 (the default) or "
+                "draft-07.",
+                "/$schema",
+            )
+    return Draft202012Validator
+
+
+def _pointer(parts) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def check_definition(definition) -> None:
+    """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local."""
+    if not isinstance(definition, dict | bool):
+        raise SchemaProblem("A schema definition must be a JSON object (or a boolean).")
+    cls = validator_class(definition)
+    try:
+        cls.check_schema(definition)
+    except SchemaError as exc:
+        raise SchemaProblem(f"Not a valid JSON Schema: {exc.message}", _pointer(exc.absolute_path)) from None
+    _check_refs(definition, definition, [])
+
+
+def _check_refs(node, root, path) -> None:
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name in ("$ref", "$dynamicRef") and isinstance(value, str):
+                if not value.startswith("#"):
+                    raise SchemaProblem(
+                        f"{name} {value!r} points outside the document; Nucleus never fetches schemas, "
+                        "so only local references such as '#/$defs/name' are allowed.",
+                        _pointer([*path, name]),
+                    )
+                if _resolve_pointer(root, value) is _MISSING:
+                    raise SchemaProblem(
+                        f"{name} {value!r} points to nothing in this document.", _pointer([*path, name])
+                    )
+            elif name == "$id" and isinstance(value, str) and path:
+                raise SchemaProblem(
+                    "Nested $id is not supported; use $defs and '#/$defs/...' references.",
+                    _pointer([*path, name]),
+                )
+            else:
+                _check_refs(value, root, [*path, name])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _check_refs(value, root, [*path, index])
+
+
+_MISSING = object()
+
+
+def _resolve_pointer(root, ref: str):
+    if ref == "#":
+        return root
+    if not ref.startswith("#/"):
+        return _MISSING  # anchors are not supported
+    node = root
+    for raw in ref[2:].split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def canonical(definition) -> str:
+    """Canonical JSON text (sorted keys, no spaces): what fingerprints are computed from."""
+    return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# --- the subschema check --------------------------------------------------------------------------
+
+
+class _Side:
+    """One schema document: its root (for $ref and for validating values) and its draft."""
+
+    def __init__(self, root, name: str):
+        self.root = root
+        self.name = name
+        self.cls = validator_class(root)
+        self.validator = self.cls(root)
+
+    def accepts(self, value, schema) -> bool:
+        return self.validator.evolve(schema=schema).is_valid(value)
+
+
+def _norm(schema):
+    """Booleans to objects; draft-07 tuple `items` to `prefixItems`."""
+    if schema is True:
+        return {}
+    if schema is False:
+        return {"not": {}}
+    if isinstance(schema.get("items"), list):
+        schema = dict(schema)
+        schema["prefixItems"] = schema.pop("items")
+        if "additionalItems" in schema:
+            schema["items"] = schema.pop("additionalItems")
+    return schema
+
+
+def _is_false(schema) -> bool:
+    return schema is False or (
+        isinstance(schema, dict) and schema.get("not") in ({}, True) and len(schema) == 1
+    )
+
+
+def _constraining(schema: dict) -> set[str]:
+    return {name for name in schema if name not in ANNOTATIONS}
+
+
+def _is_true(schema) -> bool:
+    return schema is True or (isinstance(schema, dict) and not _constraining(schema))
+
+
+def _types(schema: dict) -> set[str] | None:
+    declared = schema.get("type")
+    if declared is None:
+        return None
+    types = {declared} if isinstance(declared, str) else set(declared)
+    if "integer" in types and "number" in types:
+        types.discard("integer")
+    return types
+
+
+def _type_of(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "integer" if value.is_integer() else "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _finite_values(schema: dict) -> list | None:
+    if "const" in schema:
+        values = [schema["const"]]
+    elif "enum" in schema:
+        values = list(schema["enum"])
+    else:
+        return None
+    return values
+
+
+def _fraction(value) -> Fraction | None:
+    try:
+        return Fraction(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+class _Checker:
+    def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool):
+        self.narrow, self.wide = narrow, wide
+        self.new_is_wide = new_is_wide
+        self.assumed: set[tuple[str, str]] = set()
+
+    # errors point into the new schema
+    def _error(self, pn: str, pw: str, message: str) -> list[Incompatibility]:
+        return [Incompatibility(pw if self.new_is_wide else pn, message)]
+
+    def _names(self) -> tuple[str, str]:
+        return self.narrow.name, self.wide.name
+
+    def _deref(self, schema, path: str, side: _Side, depth: int = 0):
+        """Follow $ref (merging sibling keywords as allOf); returns (schema, path of what was reached)."""
+        schema = _norm(schema)
+        while "$ref" in schema and depth < _MAX_DEPTH:
+            ref = schema["$ref"]
+            target = _resolve_pointer(side.root, ref)
+            if target is _MISSING:
+                raise SchemaProblem(f"$ref {ref!r} points to nothing.", path)
+            rest = {k: v for k, v in schema.items() if k != "$ref"}
+            if _constraining(rest) and side.cls is not Draft7Validator:  # draft-07 ignores $ref's siblings
+                return {"allOf": [target, rest]}, path
+            schema, path = _norm(target), ref[1:]
+            depth += 1
+        return schema, path
+
+    def subset(self, n, pn: str, w, pw: str, depth: int = 0) -> list[Incompatibility]:
+        """Errors unless every document valid under n (narrow) is valid under w (wide)."""
+        if depth > _MAX_DEPTH:
+            return self._error(
+                pn, pw, "The schemas nest too deeply to be compared; treating the change as incompatible."
+            )
+        n_had_ref = isinstance(n, dict) and "$ref" in n
+        w_had_ref = isinstance(w, dict) and "$ref" in w
+        n, pn = self._deref(n, pn, self.narrow)
+        w, pw = self._deref(w, pw, self.wide)
+        if n_had_ref or w_had_ref:
+            key = (pn, pw)
+            if key in self.assumed:  # a recursive pair already being compared: assume it holds (coinduction)
+                return []
+            self.assumed.add(key)
+            try:
+                return self._subset(n, pn, w, pw, depth)
+            finally:
+                self.assumed.discard(key)
+        return self._subset(n, pn, w, pw, depth)
+
+    def _subset(self, n, pn: str, w, pw: str, depth: int) -> list[Incompatibility]:
+        if _is_true(w) or _is_false(n):
+            return []
+        nn, wn = self._names()
+        if _is_false(w):
+            return self._error(
+                pn,
+                pw,
+                f"The {wn} schema accepts nothing at this point, where the {nn} one accepts documents.",
+            )
+        if canonical(n) == canonical(w) and '"$ref"' not in canonical(n):
+            return []
+
+        # the wide side: conjunctions, disjunctions and negation
+        if "allOf" in w:
+            rest = {k: v for k, v in w.items() if k != "allOf"}
+            errors = self.subset(n, pn, rest, pw, depth + 1) if _constraining(rest) else []
+            for index, branch in enumerate(w["allOf"]):
+                errors += self.subset(n, pn, branch, f"{pw}/allOf/{index}", depth + 1)
+            return errors
+
+        # the narrow side: split disjunctions, merge conjunctions, drop what only narrows it further
+        if "anyOf" in n or "oneOf" in n:
+            word = "anyOf" if "anyOf" in n else "oneOf"
+            rest = {k: v for k, v in n.items() if k != word}
+            errors = []
+            for index, branch in enumerate(n[word]):
+                merged = (
+                    _merge(rest, self._deref(branch, "", self.narrow)[0]) if _constraining(rest) else None
+                )
+                errors += self.subset(merged or branch, f"{pn}/{word}/{index}", w, pw, depth + 1)
+            return errors
+        if "allOf" in n:
+            merged = _merge_all(n, lambda s: self._deref(s, "", self.narrow)[0])
+            if merged is not None:
+                return self.subset(merged, pn, w, pw, depth + 1)
+            # fall back: enough that one conjunct (or the rest) is inside w
+            rest = {k: v for k, v in n.items() if k != "allOf"}
+            candidates = [(rest, pn)] + [(b, f"{pn}/allOf/{i}") for i, b in enumerate(n["allOf"])]
+            for candidate, path in candidates:
+                if not self.subset(candidate, path, w, pw, depth + 1):
+                    return []
+            return self._error(
+                pn, pw, f"Cannot prove that the allOf of the {nn} schema fits within the {wn} schema."
+            )
+
+        values = _finite_values(n)
+        if values is not None:
+            return self._values_inside(values, n, pn, w, pw)
+
+        n_types = _types(n)
+        if n_types is not None and len(n_types) > 1:
+            errors = []
+            for t in sorted(n_types):
+                errors += self.subset({**n, "type": t}, pn, w, pw, depth + 1)
+            return errors
+
+        if "anyOf" in w:
+            return self._inside_some(n, pn, w, pw, "anyOf", depth)
+        if "oneOf" in w:
+            return self._inside_one(n, pn, w, pw, depth)
+        if "not" in w:
+            rest = {k: v for k, v in w.items() if k != "not"}
+            errors = self.subset(n, pn, rest, pw, depth + 1) if _constraining(rest) else []
+            if not self.disjoint(n, w["not"]):
+                errors += self._error(
+                    pn,
+                    pw + "/not",
+                    f"Cannot prove that documents of the {nn} schema never match the 'not' of the {wn} one.",
+                )
+            return errors
+
+        for keyword in _OPAQUE:
+            if keyword not in w:
+                continue
+            text = canonical(w[keyword])
+            if (
+                keyword in _SIBLING_DEPENDENT
+                or '"$ref"' in text
+                or text != canonical(n.get(keyword, _MISSING_TEXT))
+            ):
+                return self._error(
+                    pn,
+                    f"{pw}/{keyword}",
+                    f"'{keyword}' changed or was added; Nucleus cannot prove this change compatible.",
+                )
+        unknown = sorted(set(w) - _KNOWN)
+        if unknown:
+            return self._error(
+                pn, f"{pw}/{unknown[0]}", f"Unknown keyword '{unknown[0]}'; Nucleus cannot reason about it."
+            )
+
+        w_values = _finite_values(w)
+        if w_values is not None:
+            domain = self._enumerate(n)
+            if domain is None:
+                return self._error(
+                    pn,
+                    pw + ("/const" if "const" in w else "/enum"),
+                    f"The {wn} schema allows only {_show(w_values)}, but the {nn} one accepts other values.",
+                )
+            return self._values_inside(domain, n, pn, w, pw)
+
+        return self._by_type(n, pn, w, pw, depth)
+
+    def _values_inside(self, values, n, pn, w, pw) -> list[Incompatibility]:
+        nn, wn = self._names()
+        errors = []
+        for value in values:
+            if not self.narrow.accepts(value, n):
+                continue  # enum values the narrow schema rejects anyway (e.g. by its type)
+            if not self.wide.accepts(value, w):
+                errors += self._error(
+                    pn, pw, f"{_show([value])} is valid under the {nn} schema but not under the {wn} one."
+                )
+        return errors
+
+    def _enumerate(self, n) -> list | None:
+        """Every value n can accept, when that is a small set (booleans and null)."""
+        types = _types(n)
+        if types is None or not types <= {"boolean", "null"}:
+            return None
+        domain = []
+        if "boolean" in types:
+            domain += [True, False]
+        if "null" in types:
+            domain.append(None)
+        return domain
+
+    def _inside_some(self, n, pn, w, pw, word, depth) -> list[Incompatibility]:
+        nn, wn = self._names()
+        rest = {k: v for k, v in w.items() if k != word}
+        errors = self.subset(n, pn, rest, pw, depth + 1) if _constraining(rest) else []
+        for index, branch in enumerate(w[word]):
+            if not self.subset(n, pn, branch, f"{pw}/{word}/{index}", depth + 1):
+                return errors
+        return errors + self._error(
+            pn,
+            f"{pw}/{word}",
+            f"Documents of the {nn} schema do not all fit one branch of the {wn} schema's {word}.",
+        )
+
+    def _inside_one(self, n, pn, w, pw, depth) -> list[Incompatibility]:
+        nn, wn = self._names()
+        rest = {k: v for k, v in w.items() if k != "oneOf"}
+        errors = self.subset(n, pn, rest, pw, depth + 1) if _constraining(rest) else []
+        branches = w["oneOf"]
+        for index, branch in enumerate(branches):
+            if self.subset(n, pn, branch, f"{pw}/oneOf/{index}", depth + 1):
+                continue
+            others = [b for j, b in enumerate(branches) if j != index]
+            if all(self.disjoint(n, other) for other in others):
+                return errors
+        return errors + self._error(
+            pn,
+            f"{pw}/oneOf",
+            f"Cannot prove that every document of the {nn} schema matches exactly one branch of the {wn} "
+            "schema's oneOf.",
+        )
+
+    # --- disjointness: no document is valid under both ------------------------------------------
+
+    def disjoint(self, a, b) -> bool:
+        """True only if provably no document satisfies both a (narrow side) and b (wide side)."""
+        a = self._deref(a, "", self.narrow)[0]
+        b = self._deref(b, "", self.wide)[0]
+        if _is_false(a) or _is_false(b):
+            return True
+        ta, tb = _types(a), _types(b)
+        if ta is not None and tb is not None and not _types_overlap(ta, tb):
+            return True
+        a_values, b_values = _finite_values(a), _finite_values(b)
+        if a_values is not None:
+            return all(not self.narrow.accepts(v, a) or not self.wide.accepts(v, b) for v in a_values)
+        if b_values is not None:
+            return all(not self.wide.accepts(v, b) or not self.narrow.accepts(v, a) for v in b_values)
+        a_props, b_props = a.get("properties", {}), b.get("properties", {})
+        a_is_object = ta is not None and ta == {"object"}
+        for name in set(a.get("required", [])) & set(a_props) & set(b_props):
+            if a_is_object and self.disjoint(a_props[name], b_props[name]):
+                return True
+        return False
+
+    # --- per type --------------------------------------------------------------------------------
+
+    def _by_type(self, n, pn, w, pw, depth) -> list[Incompatibility]:
+        nn, wn = self._names()
+        n_types, w_types = _types(n), _types(w)
+        if w_types is not None:
+            if n_types is None:
+                return self._error(
+                    pn,
+                    f"{pw}/type",
+                    f"The {wn} schema accepts only {_show_types(w_types)}, but the {nn} one accepts any "
+                    "type.",
+                )
+            for t in sorted(n_types):
+                if not (t in w_types or (t == "integer" and "number" in w_types)):
+                    return self._error(
+                        pn, f"{pw}/type", f"The {nn} schema accepts {t} values, which the {wn} one rejects."
+                    )
+        errors = []
+        for t in sorted(n_types) if n_types is not None else JSON_TYPES:
+            if t in ("integer", "number"):
+                errors += self._numbers(n, pn, w, pw, integer=(t == "integer"))
+            elif t == "string":
+                errors += self._strings(n, pn, w, pw)
+            elif t == "array":
+                errors += self._arrays(n, pn, w, pw, depth)
+            elif t == "object":
+                errors += self._objects(n, pn, w, pw, depth)
+        return errors
+
+    def _numbers(self, n, pn, w, pw, integer: bool) -> list[Incompatibility]:
+        nn, wn = self._names()
+        errors = []
+        for side in ("low", "high"):
+            nb, wb = _bound(n, side, integer), _bound(w, side, integer)
+            if wb is None:
+                continue
+            keyword = "minimum" if side == "low" else "maximum"
+            if "exclusive" + keyword.capitalize() in w and keyword not in w:
+                keyword = "exclusive" + keyword.capitalize()
+            if nb is None or not _bound_within(nb, wb, side):
+                limit = "lower" if side == "low" else "upper"
+                errors += self._error(
+                    pn,
+                    f"{pw}/{keyword}",
+                    f"The {wn} schema has a tighter {limit} bound than the {nn} one accepts.",
+                )
+        if "multipleOf" in w:
+            wm = _fraction(w["multipleOf"])
+            nm = _fraction(n["multipleOf"]) if "multipleOf" in n else (Fraction(1) if integer else None)
+            if wm is None or nm is None or (nm / wm).denominator != 1:
+                errors += self._error(
+                    pn,
+                    f"{pw}/multipleOf",
+                    f"The {wn} schema requires multiples of {w['multipleOf']}, which the {nn} one does not "
+                    "guarantee.",
+                )
+        return errors
+
+    def _strings(self, n, pn, w, pw) -> list[Incompatibility]:
+        nn, wn = self._names()
+        errors = []
+        if "minLength" in w and n.get("minLength", 0) < w["minLength"]:
+            errors += self._error(
+                pn,
+                f"{pw}/minLength",
+                f"The {wn} schema requires strings of at least {w['minLength']} characters; the {nn} one "
+                "allows shorter.",
+            )
+        if "maxLength" in w and ("maxLength" not in n or n["maxLength"] > w["maxLength"]):
+            errors += self._error(
+                pn,
+                f"{pw}/maxLength",
+                f"The {wn} schema allows at most {w['maxLength']} characters; the {nn} one allows longer "
+                "strings.",
+            )
+        if "pattern" in w and n.get("pattern") != w["pattern"]:
+            errors += self._error(
+                pn,
+                f"{pw}/pattern",
+                f"The {wn} schema requires the pattern {w['pattern']!r}; Nucleus cannot prove that every "
+                f"string the {nn} one accepts matches it.",
+            )
+        return errors
+
+    def _arrays(self, n, pn, w, pw, depth) -> list[Incompatibility]:
+        nn, wn = self._names()
+        errors = []
+        n_min, w_min = n.get("minItems", 0), w.get("minItems", 0)
+        n_prefix, w_prefix = n.get("prefixItems", []), w.get("prefixItems", [])
+        n_rest, w_rest = n.get("items", True), w.get("items", True)
+        n_max = n.get("maxItems")
+        if _is_false(n_rest):
+            n_max = len(n_prefix) if n_max is None else min(n_max, len(n_prefix))
+        if w_min > n_min:
+            errors += self._error(
+                pn,
+                f"{pw}/minItems",
+                f"The {wn} schema requires at least {w_min} items; the {nn} one allows fewer.",
+            )
+        if "maxItems" in w and (n_max is None or n_max > w["maxItems"]):
+            errors += self._error(
+                pn,
+                f"{pw}/maxItems",
+                f"The {wn} schema allows at most {w['maxItems']} items; the {nn} one allows more.",
+            )
+        if w.get("uniqueItems") and not n.get("uniqueItems") and (n_max is None or n_max > 1):
+            errors += self._error(
+                pn,
+                f"{pw}/uniqueItems",
+                f"The {wn} schema requires unique items; the {nn} one allows repeats.",
+            )
+        positions = max(len(n_prefix), len(w_prefix))
+        if n_max is not None:
+            positions = min(positions, n_max)
+        for index in range(positions):
+            n_item = n_prefix[index] if index < len(n_prefix) else n_rest
+            w_item = w_prefix[index] if index < len(w_prefix) else w_rest
+            n_path = f"{pn}/prefixItems/{index}" if index < len(n_prefix) else f"{pn}/items"
+            w_path = f"{pw}/prefixItems/{index}" if index < len(w_prefix) else f"{pw}/items"
+            errors += self.subset(n_item, n_path, w_item, w_path, depth + 1)
+        if n_max is None or n_max > max(len(w_prefix), len(n_prefix)):
+            errors += self.subset(n_rest, f"{pn}/items", w_rest, f"{pw}/items", depth + 1)
+        return errors
+
+    def _objects(self, n, pn, w, pw, depth) -> list[Incompatibility]:
+        nn, wn = self._names()
+        errors = []
+        n_props, w_props = n.get("properties", {}), w.get("properties", {})
+        n_patterns, w_patterns = n.get("patternProperties", {}), w.get("patternProperties", {})
+        n_extra, w_extra = n.get("additionalProperties", True), w.get("additionalProperties", True)
+        n_required, w_required = set(n.get("required", [])), set(w.get("required", []))
+
+        for name in sorted(w_required - n_required):
+            errors += self._error(
+                pn,
+                f"{pw}/required",
+                f"The {wn} schema requires property '{name}', which documents valid under the {nn} schema "
+                "may lack.",
+            )
+        if "minProperties" in w and n.get("minProperties", len(n_required)) < w["minProperties"]:
+            errors += self._error(
+                pn,
+                f"{pw}/minProperties",
+                f"The {wn} schema requires at least {w['minProperties']} properties; the {nn} one allows "
+                "fewer.",
+            )
+        if "maxProperties" in w:
+            n_max = n.get("maxProperties")
+            if n_max is None and _is_false(n_extra) and not n_patterns:
+                n_max = len(n_props)
+            if n_max is None or n_max > w["maxProperties"]:
+                errors += self._error(
+                    pn,
+                    f"{pw}/maxProperties",
+                    f"The {wn} schema allows at most {w['maxProperties']} properties; the {nn} one allows "
+                    "more.",
+                )
+
+        try:
+            n_matchers = {p: re.compile(p) for p in n_patterns}
+            w_matchers = {p: re.compile(p) for p in w_patterns}
+        except re.error as exc:
+            return errors + self._error(
+                pn, f"{pw}/patternProperties", f"A patternProperties pattern cannot be analysed: {exc}."
+            )
+
+        # each named property: what the narrow side allows there must fit what the wide side requires
+        for name in sorted(set(n_props) | set(w_props)):
+            if name in n_props:
+                n_schema, n_path = n_props[name], f"{pn}/properties/{_escape(name)}"
+            else:
+                matching = [p for p, rx in n_matchers.items() if rx.search(name)]
+                if matching:
+                    n_schema, n_path = (
+                        n_patterns[matching[0]],
+                        f"{pn}/patternProperties/{_escape(matching[0])}",
+                    )
+                else:
+                    n_schema, n_path = n_extra, f"{pn}/additionalProperties"
+            if _is_false(n_schema):
+                continue
+            w_parts = []
+            if name in w_props:
+                w_parts.append((w_props[name], f"{pw}/properties/{_escape(name)}"))
+            w_parts += [
+                (w_patterns[p], f"{pw}/patternProperties/{_escape(p)}")
+                for p, rx in w_matchers.items()
+                if rx.search(name)
+            ]
+            if not w_parts:
+                w_parts.append((w_extra, f"{pw}/additionalProperties"))
+            for w_schema, w_path in w_parts:
+                found = self.subset(n_schema, n_path, w_schema, w_path, depth + 1)
+                if found and name not in n_props and _is_true(n_schema):
+                    found = self._error(
+                        n_path,
+                        w_path,
+                        f"Property '{name}' is constrained by the {wn} schema, but the {nn} schema is open "
+                        "(it allows additional properties), so its documents may hold any value there.",
+                    )
+                errors += found
+
+        # every other property name the narrow side allows
+        if _is_false(n_extra) and not n_patterns:
+            return errors
+        if w_patterns and set(w_patterns) != set(n_patterns):
+            return errors + self._error(
+                pn,
+                f"{pw}/patternProperties",
+                f"The patternProperties of the {wn} schema differ from the {nn} one's; Nucleus cannot prove "
+                "which names they match.",
+            )
+        for pattern, n_schema in n_patterns.items():
+            target = (
+                (w_patterns[pattern], f"{pw}/patternProperties/{_escape(pattern)}")
+                if pattern in w_patterns
+                else (w_extra, f"{pw}/additionalProperties")
+            )
+            errors += self.subset(
+                n_schema, f"{pn}/patternProperties/{_escape(pattern)}", target[0], target[1], depth + 1
+            )
+        if not _is_false(n_extra):
+            found = self.subset(
+                n_extra, f"{pn}/additionalProperties", w_extra, f"{pw}/additionalProperties", depth + 1
+            )
+            if found and _is_true(n_extra):
+                found = self._error(
+                    f"{pn}/additionalProperties",
+                    f"{pw}/additionalProperties",
+                    f"The {nn} schema allows additional properties of any value, which the {wn} schema "
+                    "restricts or forbids.",
+                )
+            errors += found
+        return errors
+
+
+_MISSING_TEXT = "\x00missing"
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def _show(values) -> str:
+    return ", ".join(json.dumps(v)[:80] for v in values[:10]) + (" ..." if len(values) > 10 else "")
+
+
+def _show_types(types) -> str:
+    return " or ".join(sorted(types))
+
+
+def _types_overlap(a: set[str], b: set[str]) -> bool:
+    def expand(types):
+        return types | ({"integer"} if "number" in types else set())
+
+    return bool(expand(a) & expand(b))
+
+
+def _bound(schema: dict, side: str, integer: bool):
+    """The effective (value, exclusive) lower or upper bound of a schema, as Fractions."""
+    inclusive_key, exclusive_key = (
+        ("minimum", "exclusiveMinimum") if side == "low" else ("maximum", "exclusiveMaximum")
+    )
+    candidates = []
+    if isinstance(schema.get(inclusive_key), int | float):
+        candidates.append((_fraction(schema[inclusive_key]), False))
+    if isinstance(schema.get(exclusive_key), int | float) and not isinstance(schema.get(exclusive_key), bool):
+        candidates.append((_fraction(schema[exclusive_key]), True))
+    candidates = [c for c in candidates if c[0] is not None]
+    if not candidates:
+        return None
+    if integer:  # integers: turn every bound into an inclusive integer bound
+        ints = []
+        for value, exclusive in candidates:
+            if side == "low":
+                ints.append(math.floor(value) + 1 if exclusive else math.ceil(value))
+            else:
+                ints.append(math.ceil(value) - 1 if exclusive else math.floor(value))
+        return (Fraction(max(ints) if side == "low" else min(ints)), False)
+    if side == "low":
+        return max(candidates, key=lambda c: (c[0], c[1]))
+    return min(candidates, key=lambda c: (c[0], not c[1]))
+
+
+def _bound_within(narrow, wide, side: str) -> bool:
+    (nv, nx), (wv, wx) = narrow, wide
+    if side == "low":
+        return nv > wv or (nv == wv and (nx or not wx))
+    return nv < wv or (nv == wv and (nx or not wx))
+
+
+def _merge(a: dict, b: dict) -> dict | None:
+    """A schema accepting at least what a AND b accept, or None when it cannot tell.
+
+    Used only on the narrow side, where widening is sound: merged `properties` make an
+    `additionalProperties` apply to fewer names, which only widens.
+    """
+    merged = dict(a)
+    for name, value in b.items():
+        if name not in merged:
+            merged[name] = value
+        elif name == "required":
+            merged[name] = sorted(set(merged[name]) | set(value))
+        elif name == "properties":
+            props = dict(merged[name])
+            for prop, schema in value.items():
+                props[prop] = {"allOf": [props[prop], schema]} if prop in props else schema
+            merged[name] = props
+        elif name == "type":
+            left, right = _types(merged), _types(b)
+            both = {t for t in left if t in right or (t == "integer" and "number" in right)}
+            both |= {t for t in right if t == "integer" and "number" in left}
+            merged[name] = sorted(both) if both else []
+            if not both:
+                return {"not": {}}
+        elif name in ("minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"):
+            merged[name] = max(merged[name], value)
+        elif name in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
+            merged[name] = min(merged[name], value)
+        elif canonical(merged[name]) != canonical(value):
+            return None  # e.g. two additionalProperties: neither can be judged apart from its siblings
+    return merged
+
+
+def _merge_all(schema: dict, deref) -> dict | None:
+    """Fold allOf into one schema when every conjunct merges cleanly, else None."""
+    merged = {k: v for k, v in schema.items() if k != "allOf"}
+    for branch in schema["allOf"]:
+        branch = deref(branch)
+        if "allOf" in branch:
+            return None
+        merged = _merge(merged, branch)
+        if merged is None:
+            return None
+    return merged
+
+
+# --- the public questions --------------------------------------------------------------------------
+
+
+def subschema_errors(
+    narrow, wide, *, narrow_name="old", wide_name="new", new_is_wide=True
+) -> list[Incompatibility]:
+    """Why `wide` may reject a document that `narrow` accepts; empty when it provably never does."""
+    checker = _Checker(_Side(narrow, narrow_name), _Side(wide, wide_name), new_is_wide)
+    try:
+        return _dedupe(checker.subset(narrow, "", wide, ""))
+    except SchemaProblem as exc:
+        return [Incompatibility(exc.path, exc.message)]
+    except RecursionError:
+        return [
+            Incompatibility(
+                "", "The schemas nest too deeply to be compared; treating the change as incompatible."
+            )
+        ]
+
+
+def _dedupe(errors: list[Incompatibility]) -> list[Incompatibility]:
+    seen, unique = set(), []
+    for error in errors:
+        if error not in seen:
+            seen.add(error)
+            unique.append(error)
+    return unique
+
+
+def compatibility_errors(mode: str, new, previous: list) -> list[Incompatibility]:
+    """Incompatibilities of `new` against `previous` (oldest first) under a registry mode."""
+    if mode not in MODES:
+        raise ValueError(f"unknown compatibility mode {mode!r}")
+    if mode == "NONE" or not previous:
+        return []
+    against = previous if mode.endswith("_TRANSITIVE") else previous[-1:]
+    first_version = len(previous) - len(against) + 1
+    errors: list[Incompatibility] = []
+    for offset, old in enumerate(against):
+        label = f"version {first_version + offset}"
+        if mode.startswith(("BACKWARD", "FULL")):
+            errors += subschema_errors(old, new, narrow_name=label, wide_name="new")
+        if mode.startswith(("FORWARD", "FULL")):
+            errors += subschema_errors(new, old, narrow_name="new", wide_name=label, new_is_wide=False)
+    return _dedupe(errors)

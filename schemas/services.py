@@ -1,0 +1,162 @@
+"""Every write of the schema registry, and the checks that guard stored data when schemas change."""
+
+import hashlib
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.errors import Conflict, ValidationFailed
+from core.models import Collection, Service
+from core.principals import Actor
+from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
+from schemas.models import Compatibility, Schema, SchemaVersion
+from schemas.selectors import invalid_records
+from schemas.validation import compiled_validator
+
+
+def fingerprint_of(definition) -> str:
+    return hashlib.sha256(canonical(definition).encode("utf-8")).hexdigest()
+
+
+def _check_name(name) -> None:
+    from core.services import check_collection_name  # the same naming rule as collections
+
+    check_collection_name(name)
+
+
+@transaction.atomic
+def schema_create(
+    *, name: str, owner: Service, compatibility: str = Compatibility.BACKWARD, description: str = ""
+) -> Schema:
+    """Create an empty schema (versions are registered separately); a taken name is a 409."""
+    _check_name(name)
+    if compatibility not in Compatibility.values:
+        raise ValidationFailed(
+            "compatibility must be one of " + ", ".join(Compatibility.values) + ".",
+            errors=[{"path": "/compatibility", "message": "is not a compatibility mode."}],
+        )
+    try:
+        with transaction.atomic():
+            return Schema.objects.create(
+                name=name, owner=owner, compatibility=compatibility, description=description
+            )
+    except IntegrityError:
+        raise Conflict(f"A schema named {name!r} already exists.", code="schema_exists")
+
+
+@transaction.atomic
+def schema_update(
+    *, schema: Schema, compatibility: str | None = None, description: str | None = None
+) -> Schema:
+    """Change the compatibility mode (applies to later registrations) or the description."""
+    changed = []
+    if compatibility is not None and compatibility != schema.compatibility:
+        if compatibility not in Compatibility.values:
+            raise ValidationFailed(
+                "compatibility must be one of " + ", ".join(Compatibility.values) + ".",
+                errors=[{"path": "/compatibility", "message": "is not a compatibility mode."}],
+            )
+        schema.compatibility = compatibility
+        changed.append("compatibility")
+    if description is not None and description != schema.description:
+        schema.description = description
+        changed.append("description")
+    if changed:
+        schema.save(update_fields=[*changed, "updated_at"])
+    return schema
+
+
+def _checked_definition(definition) -> str:
+    try:
+        check_definition(definition)
+    except SchemaProblem as exc:
+        raise ValidationFailed(
+            exc.message,
+            code="invalid_schema",
+            errors=[{"path": "/definition" + exc.path, "message": exc.message}],
+        )
+    return fingerprint_of(definition)
+
+
+def _evaluate(schema: Schema, definition, fingerprint: str, *, lock: bool) -> tuple[list, dict]:
+    previous = list(schema.versions.order_by("version").values_list("definition", flat=True))
+    incompatibilities = [
+        e.as_dict() for e in compatibility_errors(schema.compatibility, definition, previous)
+    ]
+    collections = Collection.objects.filter(schema=schema).order_by("name")
+    if lock:
+        collections = collections.select_for_update()
+    report = invalid_records(
+        collections=list(collections), validator=compiled_validator(fingerprint, definition)
+    )
+    return incompatibilities, report
+
+
+@transaction.atomic
+def schema_version_register(*, schema: Schema, definition, actor: Actor) -> tuple[SchemaVersion, bool]:
+    """Register definition as the next version; returns (version, created).
+
+    An identical definition returns the existing version. Refuses (409) a definition incompatible under
+    the schema's mode, or one that records of a bound collection would not satisfy. Locks the schema and
+    its bound collections until commit.
+    """
+    fingerprint = _checked_definition(definition)
+    schema = Schema.objects.select_for_update().get(pk=schema.pk)
+    existing = schema.versions.filter(fingerprint=fingerprint).first()
+    if existing is not None:
+        return existing, False
+    incompatibilities, report = _evaluate(schema, definition, fingerprint, lock=True)
+    if incompatibilities:
+        raise Conflict(
+            f"The definition is not {schema.compatibility} compatible with {schema.name!r}: "
+            f"{incompatibilities[0]['message']}",
+            code="incompatible_schema",
+            errors=incompatibilities,
+        )
+    if report:
+        total = sum(entry["count"] for entry in report.values())
+        raise Conflict(
+            f"{total} stored records would not be valid under this definition; nothing was registered.",
+            code="invalid_records",
+            count=total,
+            invalid_records=report,
+        )
+    last = schema.versions.order_by("-version").values_list("version", flat=True).first() or 0
+    version = SchemaVersion.objects.create(
+        schema=schema,
+        version=last + 1,
+        definition=definition,
+        fingerprint=fingerprint,
+        created_at=timezone.now(),
+        created_by=actor.label,
+    )
+    return version, True
+
+
+def schema_compatibility_check(*, schema: Schema, definition) -> dict:
+    """The dry run of registration: what registering definition would say, writing nothing."""
+    fingerprint = _checked_definition(definition)
+    incompatibilities, report = _evaluate(schema, definition, fingerprint, lock=False)
+    return {
+        "compatible": not incompatibilities and not report,
+        "errors": incompatibilities,
+        "invalid_records": {name: entry["count"] for name, entry in report.items()},
+    }
+
+
+def collection_schema_check(*, collection: Collection, schema: Schema) -> SchemaVersion:
+    """Refuse (409) binding schema to collection if a stored record fails its latest version."""
+    latest = schema.versions.order_by("-version").first()
+    report = invalid_records(
+        collections=[collection], validator=compiled_validator(latest.fingerprint, latest.definition)
+    )
+    if report:
+        entry = report[collection.name]
+        raise Conflict(
+            f"{entry['count']} records of {collection.name!r} are not valid under {schema.name!r} "
+            f"version {latest.version}; nothing was changed.",
+            code="invalid_records",
+            count=entry["count"],
+            sample_keys=entry["sample_keys"],
+        )
+    return latest

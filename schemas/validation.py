@@ -1,0 +1,63 @@
+"""Validating record data against schema versions, with validators compiled once and reused.
+
+Validators are compiled by jsonschema-rs (hundreds of times faster than pure Python on typical
+records) and cached per process by fingerprint: a version is immutable, so its fingerprint names
+exactly one definition, and the cache never needs invalidating. Formats are annotations, as in the
+compatibility checker; references are local only (checked at registration), so nothing is fetched.
+"""
+
+import functools
+import json
+
+import jsonschema_rs
+from jsonschema import Draft7Validator
+
+from schemas.compat import validator_class
+
+MAX_ERRORS = 20
+
+
+def _refuse_remote(uri: str):
+    raise ValueError(f"Nucleus never fetches schemas ({uri})")
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(fingerprint: str, definition_text: str):
+    definition = json.loads(definition_text)
+    cls = (
+        jsonschema_rs.Draft7Validator
+        if validator_class(definition) is Draft7Validator
+        else jsonschema_rs.Draft202012Validator
+    )
+    return cls(definition, validate_formats=False, retriever=_refuse_remote)
+
+
+_by_fingerprint: dict = {}
+
+
+def compiled_validator(fingerprint: str, definition):
+    """The compiled validator of a definition (compiled on first use in this process)."""
+    validator = _by_fingerprint.get(fingerprint)
+    if validator is None:
+        if callable(definition):
+            definition = definition()
+        validator = _compiled(fingerprint, json.dumps(definition, sort_keys=True))
+        if len(_by_fingerprint) < 4096:
+            _by_fingerprint[fingerprint] = validator
+    return validator
+
+
+def _pointer(parts) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def data_errors(validator, data, *, path: str = "/data") -> list[dict]:
+    """Validation errors of data as {"path", "message"} with JSON Pointers under path; [] when valid."""
+    if validator.is_valid(data):
+        return []
+    errors = []
+    for error in validator.iter_errors(data):
+        errors.append({"path": path + _pointer(error.instance_path), "message": error.message})
+        if len(errors) >= MAX_ERRORS:
+            break
+    return errors

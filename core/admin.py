@@ -85,15 +85,22 @@ class ServiceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            services.service_update(service=obj, description=obj.description, is_active=obj.is_active)
+            services.service_update(
+                service=obj, description=obj.description, is_active=obj.is_active, actor=_actor(request)
+            )
         else:
-            service, _ = services.service_ensure(name=obj.name, description=obj.description)
+            service, _ = services.service_ensure(
+                name=obj.name, description=obj.description, actor=_actor(request)
+            )
             obj.pk, obj.created_at, obj.updated_at = service.pk, service.created_at, service.updated_at
 
-    @admin.action(description="Issue a new token (shown once)")
+    def has_issue_token_permission(self, request) -> bool:
+        return request.user.has_perm("core.add_servicetoken")
+
+    @admin.action(description="Issue a new token (shown once)", permissions=["issue_token"])
     def issue_token(self, request, queryset):
         for service in queryset:
-            _, plain = services.token_issue(service=service, label="issued in admin")
+            _, plain = services.token_issue(service=service, label="issued in admin", actor=_actor(request))
             self.message_user(
                 request,
                 f"New token for {service.name} (copy it now; it is not shown again): {plain}",
@@ -122,7 +129,12 @@ class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
         if change:
             return
         token, plain = self.call(
-            request, services.token_issue, service=obj.service, label=obj.label, expires_at=obj.expires_at
+            request,
+            services.token_issue,
+            service=obj.service,
+            label=obj.label,
+            expires_at=obj.expires_at,
+            actor=_actor(request),
         )
         obj.pk, obj.prefix, obj.token_hash, obj.created_at = (
             token.pk,
@@ -136,10 +148,10 @@ class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
             level=messages.WARNING,
         )
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset):
         for token in queryset:
-            services.token_revoke(token=token)
+            services.token_revoke(token=token, actor=_actor(request))
         self.message_user(request, f"Revoked {queryset.count()} tokens.")
 
     def has_delete_permission(self, request, obj=None):
@@ -257,6 +269,7 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
     list_filter = ["collection"]
     search_fields = ["key"]
     list_select_related = ["collection"]
+    show_full_result_count = False  # counting a large table on every page is not worth it
     ordering = ["collection__name", "key"]
     history_latest_first = True
 

@@ -10,8 +10,10 @@ class CoreConfig(AppConfig):
         import reversion
 
         import core.api.openapi  # noqa: F401 - registers the OpenAPI authentication extensions
-        from core.models import Collection, Grant, Record
+        from core.models import Collection, Grant, Record, Service, ServiceToken
 
-        for model in (Record, Collection, Grant):
+        for model in (Record, Collection, Grant, Service):
             if not reversion.is_registered(model):
                 reversion.register(model)
+        if not reversion.is_registered(ServiceToken):
+            reversion.register(ServiceToken, exclude=["token_hash"])

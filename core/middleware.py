@@ -41,12 +41,19 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """413 for bodies over NUCLEUS_MAX_BODY_BYTES, judged by Content-Length before the body is read."""
+    """413 for bodies over NUCLEUS_MAX_BODY_BYTES, judged by Content-Length before the body is read.
+
+    Also refuses NUL characters in the path or query string: no name, key or filter may hold one,
+    and PostgreSQL cannot even compare text containing it.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        query = request.META.get("QUERY_STRING", "")
+        if "\x00" in request.path or "%00" in query or "\x00" in query:
+            return problem_response(400, "The URL contains a NUL character.", code="nul_in_url")
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:

@@ -167,7 +167,7 @@ class Record(models.Model):
     updated_by = models.CharField(max_length=200)
 
     class Meta:
-        ordering = ["collection", "key"]
+        ordering = ["collection_id", "key"]  # by id: ordering by the relation would join collections
         constraints = [
             models.UniqueConstraint(
                 fields=["collection", "key"],
@@ -223,10 +223,14 @@ class IdempotencyKey(models.Model):
 
     scope = models.CharField(max_length=200, help_text="The caller: service or operator.")
     key = models.CharField(max_length=255)
+    claim = models.UUIDField(
+        unique=True, help_text="Which request holds the key; a taken-over claim is void."
+    )
     request_hash = models.CharField(max_length=64)
     state = models.CharField(max_length=12, choices=IdempotencyState.choices)
     response_status = models.PositiveSmallIntegerField(null=True)
-    response_body = models.JSONField(null=True)
+    # JSON text, not jsonb: a problem body may echo "\u0000", which jsonb cannot hold.
+    response_body = models.TextField(blank=True, default="")
     response_headers = models.JSONField(default=dict)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField(db_index=True)

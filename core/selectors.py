@@ -3,7 +3,7 @@
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from django.db import connection
@@ -22,11 +22,13 @@ class Need(StrEnum):
     MANAGE = "manage"  # change settings and grants: the owner or an operator
 
 
-_OPERATOR_PERMS = {
-    Need.READ: "core.view_record",
-    Need.WRITE: "core.change_record",
-    Need.MANAGE: "core.change_collection",
-}
+def require_operator_perms(principal: Principal, perms: tuple[str, ...]) -> None:
+    """403 unless an operator principal holds every Django permission in perms (services pass)."""
+    if principal.service is not None:
+        return
+    missing = [perm for perm in perms if not principal.user.has_perm(perm)]
+    if missing:
+        raise Forbidden(f"Your account lacks the permission {', '.join(missing)}.")
 
 
 def token_lookup(plain: str) -> ServiceToken | None:
@@ -42,8 +44,11 @@ def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
     return collections.filter(Q(owner=principal.service) | Q(grants__service=principal.service)).distinct()
 
 
-def collection_for(*, principal: Principal, name: str, need: Need) -> Collection:
-    """The named collection if the caller may `need` it; 404 when it may not even see it, else 403."""
+def collection_for(*, principal: Principal, name: str, need: Need, perms: tuple[str, ...]) -> Collection:
+    """The named collection if the caller may `need` it; 404 when it may not even see it, else 403.
+
+    Services are judged by ownership and grants; operators by the Django permissions in perms.
+    """
     collections = Collection.objects.select_related("owner", "schema")
     if principal.service is not None:
         granted = Grant.objects.filter(collection=OuterRef("pk"), service=principal.service).values("access")[
@@ -54,8 +59,7 @@ def collection_for(*, principal: Principal, name: str, need: Need) -> Collection
     if collection is None:
         raise NotFound(f"There is no collection {name!r}.", code="collection_not_found")
     if principal.service is None:
-        if not principal.user.has_perm(_OPERATOR_PERMS[need]):
-            raise Forbidden(f"Your account lacks the permission {_OPERATOR_PERMS[need]}.")
+        require_operator_perms(principal, perms)
         return collection
     if collection.owner_id == principal.service.pk:
         return collection
@@ -89,10 +93,18 @@ def encode_cursor(values: list) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def decode_cursor_position(cursor: str) -> int:
+    """A cursor holding one position number (history, schema versions)."""
+    (value,) = decode_cursor(cursor, 1)
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
+    return int(value)
+
+
 def decode_cursor(cursor: str, length: int) -> list:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):
         values = None
     if not isinstance(values, list) or len(values) != length or not all(isinstance(v, str) for v in values):
         raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
@@ -108,7 +120,10 @@ def _parse_time(value: str, name: str) -> datetime:
         )
     if parsed.tzinfo is None:
         raise BadRequest(f"{name} must include a time zone, e.g. a trailing Z.", code="invalid_filter")
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise BadRequest(f"{name} is out of the range of representable times.", code="invalid_filter")
 
 
 def _where_sqlite(records: QuerySet, where: dict) -> QuerySet:

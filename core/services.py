@@ -51,7 +51,7 @@ def token_hash(token: str) -> str:
 
 
 @transaction.atomic
-def service_ensure(*, name: str, description: str | None = None) -> tuple[Service, bool]:
+def service_ensure(*, name: str, actor: Actor, description: str | None = None) -> tuple[Service, bool]:
     """Return the service called name, creating it if needed; a given description replaces the old one."""
     if not _SERVICE_NAME_RE.fullmatch(name):
         raise ValidationFailed(
@@ -61,15 +61,18 @@ def service_ensure(*, name: str, description: str | None = None) -> tuple[Servic
             errors=[{"path": "/name", "message": "does not match ^[a-z][a-z0-9_-]{0,62}$"}],
         )
     service, created = Service.objects.get_or_create(name=name, defaults={"description": description or ""})
-    if not created and description is not None and service.description != description:
+    if created:
+        audit_write(objects=[service], actor=actor, comment="service created")
+    elif description is not None and service.description != description:
         service.description = description
         service.save(update_fields=["description", "updated_at"])
+        audit_write(objects=[service], actor=actor, comment="changed description")
     return service, created
 
 
 @transaction.atomic
 def service_update(
-    *, service: Service, description: str | None = None, is_active: bool | None = None
+    *, service: Service, actor: Actor, description: str | None = None, is_active: bool | None = None
 ) -> Service:
     """Change a service's description or active flag; an inactive service's tokens get 401."""
     if description is not None:
@@ -77,12 +80,13 @@ def service_update(
     if is_active is not None:
         service.is_active = is_active
     service.save(update_fields=["description", "is_active", "updated_at"])
+    audit_write(objects=[service], actor=actor, comment="service changed")
     return service
 
 
 @transaction.atomic
 def token_issue(
-    *, service: Service, label: str = "", expires_at: datetime | None = None
+    *, service: Service, actor: Actor, label: str = "", expires_at: datetime | None = None
 ) -> tuple[ServiceToken, str]:
     """Create a token for service; the plain token is returned only here and never stored."""
     if expires_at is not None and expires_at <= timezone.now():
@@ -91,14 +95,19 @@ def token_issue(
     token = ServiceToken.objects.create(
         service=service, label=label, prefix=plain[:12], token_hash=token_hash(plain), expires_at=expires_at
     )
+    audit_write(objects=[token], actor=actor, comment=f"token {token.prefix}… issued to {service.name}")
     return token, plain
 
 
-def token_revoke(*, token: ServiceToken) -> ServiceToken:
+@transaction.atomic
+def token_revoke(*, token: ServiceToken, actor: Actor) -> ServiceToken:
     """Revoke a token from now on (idempotent)."""
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
-        ServiceToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=token.revoked_at)
+        if ServiceToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=token.revoked_at
+        ):
+            audit_write(objects=[token], actor=actor, comment=f"token {token.prefix}… revoked")
     return token
 
 
@@ -190,7 +199,10 @@ def collection_update(
     and refuses with 409 if any fails; `schema=None` unbinds.
     """
     collection = (
-        Collection.objects.select_for_update().select_related("owner", "schema").get(pk=collection.pk)
+        # of=self: PostgreSQL cannot lock the nullable side of the outer join to the schema.
+        Collection.objects.select_for_update(of=("self",))
+        .select_related("owner", "schema")
+        .get(pk=collection.pk)
     )
     changed = []
     if schema is not UNCHANGED and (schema.pk if schema else None) != collection.schema_id:
@@ -227,7 +239,8 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
         )
     if count:
         now, batch = timezone.now(), []
-        for record in Record.objects.filter(collection=locked).order_by("key").iterator(chunk_size=1000):
+        records = Record.objects.select_for_update(of=("self",)).filter(collection=locked).order_by("key")
+        for record in records.iterator(chunk_size=1000):
             record.version, record.deleted = record.version + 1, True
             record.updated_at, record.updated_by = now, actor.label
             batch.append(record)
@@ -259,7 +272,7 @@ def grant_set(*, collection: Collection, service_name: str, access: str, actor: 
             code="grant_to_owner",
             errors=[{"path": "/service", "message": "is the owner of the collection."}],
         )
-    grant, created = Grant.objects.select_for_update().get_or_create(
+    grant, created = Grant.objects.select_for_update(of=("self",)).get_or_create(
         collection=collection, service=service, defaults={"access": access}
     )
     if created:
@@ -275,7 +288,10 @@ def grant_set(*, collection: Collection, service_name: str, access: str, actor: 
 def grant_revoke(*, collection: Collection, service_name: str, actor: Actor) -> None:
     """Remove a service's grant; the service then gets 404 for the collection."""
     grant = (
-        Grant.objects.select_for_update().filter(collection=collection, service__name=service_name).first()
+        Grant.objects.select_for_update(of=("self",))
+        .filter(collection=collection, service__name=service_name)
+        .order_by()
+        .first()
     )
     if grant is None:
         raise NotFound(f"{service_name!r} has no grant on {collection.name!r}.", code="grant_not_found")
@@ -337,7 +353,13 @@ def _check_if_match_required(collection: Collection, existing: Record | None, if
 
 
 def _locked_record(collection: Collection, key: str) -> Record | None:
-    return Record.objects.select_for_update().filter(collection=collection, key=key).first()
+    # No ordering: the model's default ordering would join (and lock) the collection row as well.
+    return (
+        Record.objects.select_for_update(of=("self",))
+        .filter(collection=collection, key=key)
+        .order_by()
+        .first()
+    )
 
 
 def _next_versions(collection: Collection, keys: list[str]) -> dict[str, int]:
@@ -354,10 +376,20 @@ def _insert(records: list[Record]) -> None:
     try:
         with transaction.atomic():
             Record.objects.bulk_create(records, batch_size=1000)
-    except IntegrityError:
-        raise Conflict(
-            "A record with this key was created concurrently; retry the request.", code="concurrent_write"
-        )
+    except IntegrityError as exc:
+        if _is_unique_violation(exc):
+            raise Conflict(
+                "A record with this key was created concurrently; retry the request.", code="concurrent_write"
+            )
+        raise
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is not None:  # PostgreSQL: 23505 unique_violation
+        return sqlstate == "23505"
+    return "UNIQUE constraint failed" in str(exc)
 
 
 def _new_record(
@@ -623,7 +655,8 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
             raise _schema_mismatch(collection, bound.version, errors[:100], index=first)
     existing = {
         row[0]: row
-        for row in Record.objects.select_for_update()
+        for row in Record.objects.select_for_update(of=("self",))
+        .order_by()
         .filter(collection=collection, key__in=keys)
         .values_list("key", "version", "created_at", "created_by")
     }

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from urllib.parse import unquote
 
 from jsonschema import Draft7Validator, Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -62,6 +63,8 @@ ANNOTATIONS = frozenset(
         "contentSchema",
     }
 )
+# Annotations that no validator Nucleus uses ever asserts or resolves against (format is not asserted).
+_PURE_ANNOTATIONS = ANNOTATIONS - {"$schema", "$id", "$anchor", "$dynamicAnchor", "$defs", "definitions"}
 _NUMERIC = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
 _STRING = ("minLength", "maxLength", "pattern")
 _ARRAY = ("items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems")
@@ -92,6 +95,26 @@ _OPAQUE = (
 )
 # Their meaning depends on the other keywords around them: only an unchanged schema is provably fine.
 _SIBLING_DEPENDENT = frozenset({"unevaluatedProperties", "unevaluatedItems", "$dynamicRef"})
+_UNEVALUATED = ("unevaluatedProperties", "unevaluatedItems")
+# Keywords that act together: `then` does nothing without `if`, `minContains` loosens `contains`. They
+# are compared, and merged, only as a whole.
+_GROUPS = (("if", "then", "else"), ("contains", "minContains", "maxContains"))
+# Keywords a draft does not have; both validators ignore them, so the checker drops them too.
+_IGNORED_BY = {
+    "draft-07": frozenset(
+        {
+            "prefixItems",
+            "dependentRequired",
+            "dependentSchemas",
+            "unevaluatedProperties",
+            "unevaluatedItems",
+            "minContains",
+            "maxContains",
+            "$dynamicRef",
+        }
+    ),
+    "2020-12": frozenset({"additionalItems"}),
+}
 _KNOWN = ANNOTATIONS | set(_NUMERIC) | set(_STRING) | set(_ARRAY) | set(_OBJECT) | set(_LOGIC) | set(_OPAQUE)
 _MAX_DEPTH = 60
 
@@ -183,7 +206,7 @@ def _resolve_pointer(root, ref: str):
     if not ref.startswith("#/"):
         return _MISSING  # anchors are not supported
     node = root
-    for raw in ref[2:].split("/"):
+    for raw in unquote(ref[2:]).split("/"):  # a URI fragment: percent-decoded first, as validators do
         part = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -209,23 +232,39 @@ class _Side:
         self.root = root
         self.name = name
         self.cls = validator_class(root)
+        self.draft07 = self.cls is Draft7Validator
+        self.ignored = _IGNORED_BY["draft-07" if self.draft07 else "2020-12"]
         self.validator = self.cls(root)
 
     def accepts(self, value, schema) -> bool:
+        """Whether the validator of this side accepts value under schema (normalized by _norm)."""
+        if self.draft07 and isinstance(schema, dict) and "prefixItems" in schema:
+            schema = dict(schema)  # back to draft-07 spelling; prefixItems exists only from _norm here
+            rest = schema.pop("items", None)
+            schema.pop("additionalItems", None)
+            schema["items"] = schema.pop("prefixItems")
+            if rest is not None:
+                schema["additionalItems"] = rest
         return self.validator.evolve(schema=schema).is_valid(value)
 
 
-def _norm(schema):
-    """Booleans to objects; draft-07 tuple `items` to `prefixItems`."""
+def _norm(schema, side: _Side):
+    """Booleans to objects; keywords the side's draft ignores dropped; draft-07 tuple `items` to
+    `prefixItems` (and `additionalItems` to `items`)."""
     if schema is True:
         return {}
     if schema is False:
         return {"not": {}}
-    if isinstance(schema.get("items"), list):
-        schema = dict(schema)
-        schema["prefixItems"] = schema.pop("items")
-        if "additionalItems" in schema:
-            schema["items"] = schema.pop("additionalItems")
+    tuple_items = schema.get("items") if isinstance(schema.get("items"), list) else None
+    rest = schema.get("additionalItems", _MISSING) if tuple_items is not None else _MISSING
+    if tuple_items is not None or side.ignored & schema.keys() or "additionalItems" in schema:
+        # additionalItems is inert without tuple items (and 2020-12 has no such keyword)
+        drop = side.ignored | {"items", "additionalItems"} if tuple_items is not None else side.ignored
+        schema = {k: v for k, v in schema.items() if k not in drop and k != "additionalItems"}
+        if tuple_items is not None:
+            schema["prefixItems"] = tuple_items
+            if rest is not _MISSING:
+                schema["items"] = rest
     return schema
 
 
@@ -253,22 +292,6 @@ def _types(schema: dict) -> set[str] | None:
     return types
 
 
-def _type_of(value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "integer" if value.is_integer() else "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
 def _finite_values(schema: dict) -> list | None:
     if "const" in schema:
         values = [schema["const"]]
@@ -286,11 +309,22 @@ def _fraction(value) -> Fraction | None:
         return None
 
 
+class _Conjunction(dict):
+    """The allOf that _deref makes of a $ref and its sibling keywords: [{"$ref": ...}, siblings]."""
+
+
+def _conjunct_path(schema, path: str, index: int) -> str:
+    """The pointer to branch index of schema's allOf; the siblings of a $ref stay where they are."""
+    return path if isinstance(schema, _Conjunction) and index == 1 else f"{path}/allOf/{index}"
+
+
 class _Checker:
     def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool):
         self.narrow, self.wide = narrow, wide
         self.new_is_wide = new_is_wide
-        self.assumed: set[tuple[str, str]] = set()
+        # pairs being compared through $ref, with the document depth at which each comparison started
+        self.assumed: dict[tuple[str, str], int] = {}
+        self.doc_depth = 0  # how many objects/arrays deep into the document the comparison has gone
 
     # errors point into the new schema
     def _error(self, pn: str, pw: str, message: str) -> list[Incompatibility]:
@@ -301,17 +335,26 @@ class _Checker:
 
     def _deref(self, schema, path: str, side: _Side, depth: int = 0):
         """Follow $ref (merging sibling keywords as allOf); returns (schema, path of what was reached)."""
-        schema = _norm(schema)
+        schema = _norm(schema, side)
         while "$ref" in schema and depth < _MAX_DEPTH:
             ref = schema["$ref"]
             target = _resolve_pointer(side.root, ref)
             if target is _MISSING:
                 raise SchemaProblem(f"$ref {ref!r} points to nothing.", path)
             rest = {k: v for k, v in schema.items() if k != "$ref"}
-            if _constraining(rest) and side.cls is not Draft7Validator:  # draft-07 ignores $ref's siblings
-                return {"allOf": [target, rest]}, path
-            schema, path = _norm(target), ref[1:]
+            if side is self.narrow:
+                # apart from the $ref, unevaluated* would see fewer annotations and reject more: drop it
+                rest = {k: v for k, v in rest.items() if k not in _UNEVALUATED}
+            if _constraining(rest) and not side.draft07:  # draft-07 ignores $ref's siblings
+                return _Conjunction(allOf=[{"$ref": ref}, rest]), path
+            schema, path = _norm(target, side), unquote(ref[1:])
             depth += 1
+        if "$ref" in schema:
+            raise SchemaProblem(
+                f"The $ref chain at {path or '/'} is circular or longer than {_MAX_DEPTH}; Nucleus cannot "
+                "follow it.",
+                path,
+            )
         return schema, path
 
     def subset(self, n, pn: str, w, pw: str, depth: int = 0) -> list[Incompatibility]:
@@ -326,13 +369,22 @@ class _Checker:
         w, pw = self._deref(w, pw, self.wide)
         if n_had_ref or w_had_ref:
             key = (pn, pw)
-            if key in self.assumed:  # a recursive pair already being compared: assume it holds (coinduction)
-                return []
-            self.assumed.add(key)
+            if key in self.assumed:
+                if self.assumed[key] < self.doc_depth:
+                    # a recursive pair met again one level down in the document: assume it holds
+                    # (coinduction, sound because documents are finite)
+                    return []
+                return self._error(
+                    pn,
+                    pw,
+                    "The schema refers to itself without descending into the document; Nucleus cannot "
+                    "compare it.",
+                )
+            self.assumed[key] = self.doc_depth
             try:
                 return self._subset(n, pn, w, pw, depth)
             finally:
-                self.assumed.discard(key)
+                del self.assumed[key]
         return self._subset(n, pn, w, pw, depth)
 
     def _subset(self, n, pn: str, w, pw: str, depth: int) -> list[Incompatibility]:
@@ -345,7 +397,8 @@ class _Checker:
                 pw,
                 f"The {wn} schema accepts nothing at this point, where the {nn} one accepts documents.",
             )
-        if canonical(n) == canonical(w) and '"$ref"' not in canonical(n):
+        same_draft = self.narrow.cls is self.wide.cls
+        if same_draft and canonical(n) == canonical(w) and '"$ref"' not in canonical(n):
             return []
 
         # the wide side: conjunctions, disjunctions and negation
@@ -353,13 +406,14 @@ class _Checker:
             rest = {k: v for k, v in w.items() if k != "allOf"}
             errors = self.subset(n, pn, rest, pw, depth + 1) if _constraining(rest) else []
             for index, branch in enumerate(w["allOf"]):
-                errors += self.subset(n, pn, branch, f"{pw}/allOf/{index}", depth + 1)
+                errors += self.subset(n, pn, branch, _conjunct_path(w, pw, index), depth + 1)
             return errors
 
         # the narrow side: split disjunctions, merge conjunctions, drop what only narrows it further
         if "anyOf" in n or "oneOf" in n:
             word = "anyOf" if "anyOf" in n else "oneOf"
-            rest = {k: v for k, v in n.items() if k != word}
+            # unevaluated* of the rest sees the annotations of every matching branch, not just one: drop it
+            rest = {k: v for k, v in n.items() if k != word and k not in _UNEVALUATED}
             errors = []
             for index, branch in enumerate(n[word]):
                 merged = (
@@ -372,8 +426,8 @@ class _Checker:
             if merged is not None:
                 return self.subset(merged, pn, w, pw, depth + 1)
             # fall back: enough that one conjunct (or the rest) is inside w
-            rest = {k: v for k, v in n.items() if k != "allOf"}
-            candidates = [(rest, pn)] + [(b, f"{pn}/allOf/{i}") for i, b in enumerate(n["allOf"])]
+            rest = {k: v for k, v in n.items() if k != "allOf" and k not in _UNEVALUATED}
+            candidates = [(rest, pn)] + [(b, _conjunct_path(n, pn, i)) for i, b in enumerate(n["allOf"])]
             for candidate, path in candidates:
                 if not self.subset(candidate, path, w, pw, depth + 1):
                     return []
@@ -410,11 +464,13 @@ class _Checker:
         for keyword in _OPAQUE:
             if keyword not in w:
                 continue
-            text = canonical(w[keyword])
+            group = next((g for g in _GROUPS if keyword in g), (keyword,))
+            text = canonical({k: w[k] for k in group if k in w})
             if (
                 keyword in _SIBLING_DEPENDENT
+                or not same_draft
                 or '"$ref"' in text
-                or text != canonical(n.get(keyword, _MISSING_TEXT))
+                or text != canonical({k: n[k] for k in group if k in n})
             ):
                 return self._error(
                     pn,
@@ -542,10 +598,13 @@ class _Checker:
                 errors += self._numbers(n, pn, w, pw, integer=(t == "integer"))
             elif t == "string":
                 errors += self._strings(n, pn, w, pw)
-            elif t == "array":
-                errors += self._arrays(n, pn, w, pw, depth)
-            elif t == "object":
-                errors += self._objects(n, pn, w, pw, depth)
+            elif t in ("array", "object"):
+                self.doc_depth += 1  # the comparisons below are about items or property values
+                try:
+                    compare = self._arrays if t == "array" else self._objects
+                    errors += compare(n, pn, w, pw, depth)
+                finally:
+                    self.doc_depth -= 1
         return errors
 
     def _numbers(self, n, pn, w, pw, integer: bool) -> list[Incompatibility]:
@@ -565,16 +624,13 @@ class _Checker:
                     f"{pw}/{keyword}",
                     f"The {wn} schema has a tighter {limit} bound than the {nn} one accepts.",
                 )
-        if "multipleOf" in w:
-            wm = _fraction(w["multipleOf"])
-            nm = _fraction(n["multipleOf"]) if "multipleOf" in n else (Fraction(1) if integer else None)
-            if wm is None or nm is None or (nm / wm).denominator != 1:
-                errors += self._error(
-                    pn,
-                    f"{pw}/multipleOf",
-                    f"The {wn} schema requires multiples of {w['multipleOf']}, which the {nn} one does not "
-                    "guarantee.",
-                )
+        if "multipleOf" in w and not _multiple_within(n.get("multipleOf"), w["multipleOf"], integer):
+            errors += self._error(
+                pn,
+                f"{pw}/multipleOf",
+                f"The {wn} schema requires multiples of {w['multipleOf']}, which the {nn} one does not "
+                "guarantee.",
+            )
         return errors
 
     def _strings(self, n, pn, w, pw) -> list[Incompatibility]:
@@ -610,6 +666,9 @@ class _Checker:
         n_prefix, w_prefix = n.get("prefixItems", []), w.get("prefixItems", [])
         n_rest, w_rest = n.get("items", True), w.get("items", True)
         n_max = n.get("maxItems")
+        # pointers in each side's own spelling: draft-07 tuples are `items` plus `additionalItems`
+        n_tuple, n_more = _array_keywords(n, self.narrow)
+        w_tuple, w_more = _array_keywords(w, self.wide)
         if _is_false(n_rest):
             n_max = len(n_prefix) if n_max is None else min(n_max, len(n_prefix))
         if w_min > n_min:
@@ -636,11 +695,11 @@ class _Checker:
         for index in range(positions):
             n_item = n_prefix[index] if index < len(n_prefix) else n_rest
             w_item = w_prefix[index] if index < len(w_prefix) else w_rest
-            n_path = f"{pn}/prefixItems/{index}" if index < len(n_prefix) else f"{pn}/items"
-            w_path = f"{pw}/prefixItems/{index}" if index < len(w_prefix) else f"{pw}/items"
+            n_path = f"{pn}/{n_tuple}/{index}" if index < len(n_prefix) else f"{pn}/{n_more}"
+            w_path = f"{pw}/{w_tuple}/{index}" if index < len(w_prefix) else f"{pw}/{w_more}"
             errors += self.subset(n_item, n_path, w_item, w_path, depth + 1)
         if n_max is None or n_max > max(len(w_prefix), len(n_prefix)):
-            errors += self.subset(n_rest, f"{pn}/items", w_rest, f"{pw}/items", depth + 1)
+            errors += self.subset(n_rest, f"{pn}/{n_more}", w_rest, f"{pw}/{w_more}", depth + 1)
         return errors
 
     def _objects(self, n, pn, w, pw, depth) -> list[Incompatibility]:
@@ -687,6 +746,16 @@ class _Checker:
 
         # each named property: what the narrow side allows there must fit what the wide side requires
         for name in sorted(set(n_props) | set(w_props)):
+            unclear = _dialect_dependent(name, [*n_patterns, *w_patterns])
+            if unclear is not None:
+                pattern_path = f"{pw}/patternProperties/{_escape(unclear)}" if unclear in w_patterns else pw
+                errors += self._error(
+                    pn,
+                    pattern_path,
+                    f"Whether property '{name}' matches the pattern {unclear!r} depends on the regular "
+                    "expression dialect (Python's and ECMA-262's differ); Nucleus cannot compare it.",
+                )
+                continue
             if name in n_props:
                 n_schema, n_path = n_props[name], f"{pn}/properties/{_escape(name)}"
             else:
@@ -755,7 +824,23 @@ class _Checker:
         return errors
 
 
-_MISSING_TEXT = "\x00missing"
+def _array_keywords(schema: dict, side: _Side) -> tuple[str, str]:
+    """The keywords (tuple, rest) of a normalized array schema as its draft spells them."""
+    if side.draft07 and "prefixItems" in schema:  # only _norm puts prefixItems into a draft-07 schema
+        return "items", "additionalItems"
+    return "prefixItems", "items"
+
+
+def _dialect_dependent(name: str, patterns) -> str | None:
+    """A pattern that matches name under Python's Unicode rules but not ASCII ones, or the reverse.
+
+    The checker matches with Python's `re`; jsonschema-rs uses ECMA-262 rules, where `\\d` and `\\w`
+    are ASCII only. Where the two disagree on a name, which schema applies to it is not known.
+    """
+    for pattern in patterns:
+        if bool(re.search(pattern, name)) != bool(re.search(pattern, name, re.ASCII)):
+            return pattern
+    return None
 
 
 def _escape(part: str) -> str:
@@ -775,6 +860,43 @@ def _types_overlap(a: set[str], b: set[str]) -> bool:
         return types | ({"integer"} if "number" in types else set())
 
     return bool(expand(a) & expand(b))
+
+
+def _is_power_of_two(value: Fraction) -> bool:
+    """Whether value is 2**k for some integer k (positive, zero or negative)."""
+    top, bottom = value.numerator, value.denominator
+    return top > 0 and (top == 1 or bottom == 1) and top & (top - 1) == 0 and bottom & (bottom - 1) == 0
+
+
+def _multiple_within(narrow, wide, integer: bool) -> bool:
+    """Whether every number the narrow side accepts (a multiple of `narrow`, or with narrow None an
+    integer when `integer`) is a multiple of `wide` for both validators Nucleus uses.
+
+    jsonschema-rs checks multiples exactly, in decimal. Python's jsonschema does too for an integer
+    multipleOf (`x % m`), but for a float multipleOf it divides in binary floating point and asks whether
+    the rounded quotient is an integer: 0.3 is then not a multiple of 0.1, 2e307 is a multiple of 0.2 but
+    not of 0.1 (the second quotient overflows and is checked exactly), and 5e-324 is a multiple of 2.0
+    (the quotient rounds to 0) but not of 1.0. So beyond the exact rule this asks, for a float `wide`,
+    that the narrow side guarantees exact multiples of a number that `wide` divides exactly in binary:
+    then the quotient is an exact integer, and stays one when rounded or recomputed exactly.
+    """
+    if narrow is None and not integer:
+        return False
+    narrow = 1 if narrow is None else narrow
+    if isinstance(narrow, float) and isinstance(wide, float) and narrow == wide:
+        return True  # the same check on both sides
+    dn, dw = _fraction(narrow), _fraction(wide)
+    if dn is None or dw is None or (dn / dw).denominator != 1:
+        return False  # not even an exact decimal multiple
+    bn, bw = Fraction(narrow), Fraction(wide)  # the exact binary values Python computes with
+    # exact multiples of bn: x % m with an integer m; x / m with a float m that is a power of two no
+    # greater than 1 (such a division is exact: it cannot underflow, and overflow is checked exactly)
+    exact = not isinstance(narrow, float) or (bn <= 1 and _is_power_of_two(bn))
+    if not exact or (bn / bw).denominator != 1:
+        return False
+    # a float `wide` above 2 that is no power of two: an integer x above 2**53 is rounded before the
+    # division, and the rounded x need not be a multiple of bn
+    return not isinstance(wide, float) or bw <= 2 or _is_power_of_two(bw)
 
 
 def _bound(schema: dict, side: str, integer: bool):
@@ -816,6 +938,10 @@ def _merge(a: dict, b: dict) -> dict | None:
     Used only on the narrow side, where widening is sound: merged `properties` make an
     `additionalProperties` apply to fewer names, which only widens.
     """
+    for group in _GROUPS:  # e.g. `if` from one conjunct and `then` from another would act together
+        a_part, b_part = ({k: s[k] for k in group if k in s} for s in (a, b))
+        if a_part and b_part and canonical(a_part) != canonical(b_part):
+            return None
     merged = dict(a)
     for name, value in b.items():
         if name not in merged:
@@ -838,6 +964,8 @@ def _merge(a: dict, b: dict) -> dict | None:
             merged[name] = max(merged[name], value)
         elif name in ("maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"):
             merged[name] = min(merged[name], value)
+        elif name in _PURE_ANNOTATIONS:
+            continue  # two titles: neither changes what the merged schema accepts
         elif canonical(merged[name]) != canonical(value):
             return None  # e.g. two additionalProperties: neither can be judged apart from its siblings
     return merged

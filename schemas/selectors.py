@@ -48,7 +48,8 @@ def latest_validator_for_write(collection: Collection) -> BoundValidator | None:
 
     On PostgreSQL this takes a FOR SHARE lock on the collection row until commit, so that binding a
     schema or registering a version (which lock the row FOR UPDATE and check the stored records) cannot
-    interleave with a write validated against the previous state.
+    interleave with a write validated against the previous state, and the collection cannot be deleted
+    under the write. A collection deleted before the lock is a 404.
     """
     latest = SchemaVersion.objects.filter(schema_id=OuterRef("schema_id")).order_by("-version")
     row = (
@@ -60,13 +61,15 @@ def latest_validator_for_write(collection: Collection) -> BoundValidator | None:
         .values_list("schema_id", "latest_version", "fingerprint")
     )
     if connection.vendor == "postgresql":
-        sql, params = row.query.sql_with_params()
+        # Lock first, then read in a second statement: under READ COMMITTED a statement that waited for
+        # the lock still reads the snapshot it started with, which lacks a version registered (or a
+        # binding made) by the transaction it waited for.
         with connection.cursor() as cursor:
-            cursor.execute(f"{sql} FOR SHARE OF core_collection", params)
-            found = cursor.fetchone()
-    else:
-        found = row.first()
-    if not found or found[0] is None or found[1] is None:
+            cursor.execute("SELECT 1 FROM core_collection WHERE id = %s FOR SHARE", [collection.pk])
+    found = row.first()
+    if not found:
+        raise NotFound(f"Collection {collection.name!r} was deleted meanwhile.", code="collection_not_found")
+    if found[0] is None or found[1] is None:
         return None
     schema_id, version, fingerprint = found
     validator = compiled_validator(

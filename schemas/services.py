@@ -2,12 +2,14 @@
 
 import hashlib
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
 from core.models import Collection, Service
 from core.principals import Actor
+from core.validation import _find_problem
 from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
 from schemas.models import Compatibility, Schema, SchemaVersion
 from schemas.selectors import invalid_records
@@ -67,6 +69,13 @@ def schema_update(
 
 
 def _checked_definition(definition) -> str:
+    # What the database cannot store (NUL, unpaired surrogates) or the checks cannot recurse into.
+    storable = _find_problem(definition, "/definition", 1, settings.NUCLEUS_MAX_JSON_DEPTH)
+    if storable:
+        path, message = storable
+        raise ValidationFailed(
+            f"{path} {message}", code="invalid_schema", errors=[{"path": path, "message": message}]
+        )
     try:
         check_definition(definition)
     except SchemaProblem as exc:
@@ -74,6 +83,13 @@ def _checked_definition(definition) -> str:
             exc.message,
             code="invalid_schema",
             errors=[{"path": "/definition" + exc.path, "message": exc.message}],
+        )
+    except RecursionError:
+        message = "is nested too deeply to be checked."
+        raise ValidationFailed(
+            f"/definition {message}",
+            code="invalid_schema",
+            errors=[{"path": "/definition", "message": message}],
         )
     return fingerprint_of(definition)
 
@@ -145,7 +161,12 @@ def schema_compatibility_check(*, schema: Schema, definition) -> dict:
 
 
 def collection_schema_check(*, collection: Collection, schema: Schema) -> SchemaVersion:
-    """Refuse (409) binding schema to collection if a stored record fails its latest version."""
+    """Refuse (409) binding schema to collection if a stored record fails its latest version.
+
+    Locks the schema row until commit, as registration does, so that no version can be registered
+    between this check and the commit of the binding (the latest version is read after the lock).
+    """
+    Schema.objects.select_for_update().get(pk=schema.pk)
     latest = schema.versions.order_by("-version").first()
     report = invalid_records(
         collections=[collection], validator=compiled_validator(latest.fingerprint, latest.definition)

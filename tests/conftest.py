@@ -21,8 +21,8 @@ def pytest_runtest_setup(item):
 
 
 def _client_for(name: str) -> APIClient:
-    service, _ = services.service_ensure(name=name, description=f"the {name} service")
-    _, token = services.token_issue(service=service, label="tests")
+    service, _ = services.service_ensure(actor=TEST_ACTOR, name=name, description=f"the {name} service")
+    _, token = services.token_issue(actor=TEST_ACTOR, service=service, label="tests")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     client.service = service

@@ -1,6 +1,7 @@
 """What every Nucleus API view shares: the caller, conditional headers, paging, idempotent POSTs."""
 
 import functools
+import json
 import re
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from rest_framework.views import APIView
 
 from core.errors import BadRequest
 from core.idempotency import (
-    REPLAYED_HEADERS,
+    TRANSIENT_CODES,
     check_key,
     idempotency_claim,
     idempotency_complete,
@@ -21,7 +22,8 @@ from core.idempotency import (
 )
 from core.principals import Actor, Principal
 
-_ETAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*|\s*([0-9]+)\s*')
+_SMALL_INT = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit() also accepts "²"
+_ETAG = re.compile(r'\s*(W/)?"([^"]*)"\s*|\s*([0-9]+)\s*')
 
 
 class ProblemJSONRenderer(JSONRenderer):
@@ -30,8 +32,12 @@ class ProblemJSONRenderer(JSONRenderer):
     media_type = "application/problem+json"
 
 
-def parse_etags(value: str | None):
-    """An If-Match / If-None-Match header as None, "*", or the set of versions it names."""
+def parse_etags(value: str | None, *, weak: bool = False):
+    """An If-Match / If-None-Match header as None, "*", or the set of versions it names.
+
+    If-Match compares strongly (RFC 9110): a weak tag W/"3" matches nothing. If-None-Match compares
+    weakly (weak=True). A bare number is read as the tag of that version, for lenient clients.
+    """
     if value is None:
         return None
     if value.strip() == "*":
@@ -41,8 +47,9 @@ def parse_etags(value: str | None):
         match = _ETAG.fullmatch(part)
         if not match:
             raise BadRequest(f'{value!r} is not a list of ETags such as "3".', code="invalid_etag")
-        text = match.group(1) if match.group(1) is not None else match.group(2)
-        if text.isdigit():
+        is_weak, quoted, bare = match.groups()
+        text = quoted if quoted is not None else bare
+        if (weak or not is_weak) and text.isascii() and text.isdigit() and len(text) <= 18:
             versions.add(int(text))
     return frozenset(versions)
 
@@ -69,7 +76,7 @@ class NucleusAPIView(APIView):
         raw = self.request.query_params.get("limit")
         if raw is None:
             return settings.NUCLEUS_DEFAULT_PAGE_SIZE
-        if not raw.isdigit() or not 1 <= int(raw) <= settings.NUCLEUS_MAX_PAGE_SIZE:
+        if not _SMALL_INT.fullmatch(raw) or not 1 <= int(raw) <= settings.NUCLEUS_MAX_PAGE_SIZE:
             raise BadRequest(
                 f"limit must be an integer from 1 to {settings.NUCLEUS_MAX_PAGE_SIZE}.", code="invalid_limit"
             )
@@ -91,32 +98,63 @@ class NucleusAPIView(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key")
-        if request.method == "POST" and key is not None:
+        if request.method == "POST" and key is not None and hasattr(self, "post"):
             self.post = functools.partial(self._idempotent, self.post, check_key(key))
 
-    def _idempotent(self, handler, key: str, request, *args, **kwargs):
+    def _idempotent(self, handler, idempotency_key: str, request, /, *args, **kwargs):
+        """Run a POST at most once per Idempotency-Key; retries get the first response again.
+
+        Successful responses are stored in the request's own transaction; refusals (4xx) are stored
+        after it rolled back. Transient failures (5xx, a concurrent-write 409) are not stored, so a
+        retry runs again.
+        """
         scope = self.principal.label
-        fingerprint = request_fingerprint(method=request.method, path=request.path, data=request.data)
-        stored = idempotency_claim(scope=scope, key=key, request_hash=fingerprint)
-        if stored is not None:
-            headers = {**stored.response_headers, "Idempotent-Replayed": "true"}
-            return Response(stored.response_body, status=stored.response_status, headers=headers)
+        fingerprint = request_fingerprint(
+            method=request.method,
+            path=request.path,
+            data=request.data,
+            if_match=request.headers.get("If-Match"),
+        )
+        claimed = idempotency_claim(scope=scope, key=idempotency_key, request_hash=fingerprint)
+        if claimed.replay:
+            entry = claimed.entry
+            headers = {
+                name: value for name, value in entry.response_headers.items() if name != "Content-Type"
+            }
+            headers["Idempotent-Replayed"] = "true"
+            return Response(
+                json.loads(entry.response_body) if entry.response_body else None,
+                status=entry.response_status,
+                headers=headers,
+                content_type=entry.response_headers.get("Content-Type"),
+            )
         try:
             with transaction.atomic():
-                response = handler(request, *args, **kwargs)
+                try:
+                    response = handler(request, *args, **kwargs)
+                except Exception as exc:
+                    raise _NotStored(self.handle_exception(exc))
                 if response.status_code >= 400:
                     raise _NotStored(response)
-                headers = {name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)}
-                idempotency_complete(
-                    scope=scope, key=key, status=response.status_code, body=response.data, headers=headers
-                )
+                idempotency_complete(claim=claimed.claim, response=response)
         except _NotStored as failed:
-            idempotency_release(scope=scope, key=key)
+            if _replayable(failed.response):
+                idempotency_complete(claim=claimed.claim, response=failed.response)
+            else:
+                idempotency_release(claim=claimed.claim)
             return failed.response
         except BaseException:
-            idempotency_release(scope=scope, key=key)
+            idempotency_release(claim=claimed.claim)
             raise
         return response
+
+
+def _replayable(response) -> bool:
+    """A refusal that a retry would only repeat: stored and replayed like a success."""
+    data = response.data if isinstance(response.data, dict) else {}
+    return (
+        response.status_code < 500 and response.status_code != 429 and data.get("code") not in TRANSIENT_CODES
+    )
 
 
 class _NotStored(Exception):

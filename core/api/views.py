@@ -89,6 +89,7 @@ class CollectionListView(NucleusAPIView):
         responses={200: s.CollectionPageSerializer, **COMMON_ERRORS},
     )
     def get(self, request):
+        selectors.require_operator_perms(self.principal, ("core.view_collection",))
         limit = self.query_limit()
         collections = selectors.collections_visible_to(principal=self.principal).order_by("name")
         cursor = request.query_params.get("cursor")
@@ -117,6 +118,7 @@ class CollectionListView(NucleusAPIView):
                 )
             owner = self.principal.service
         else:
+            selectors.require_operator_perms(self.principal, ("core.add_collection",))
             owner = Service.objects.filter(name=owner_name).first() if owner_name else None
             if owner is None:
                 raise ValidationFailed(
@@ -135,7 +137,9 @@ class CollectionDetailView(NucleusAPIView):
         operation_id="collections_retrieve", responses={200: s.CollectionSerializer, **COMMON_ERRORS}
     )
     def get(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_collection",)
+        )
         return Response(s.CollectionSerializer(collection).data)
 
     @extend_schema(
@@ -144,7 +148,9 @@ class CollectionDetailView(NucleusAPIView):
         responses={200: s.CollectionSerializer, **WRITE_ERRORS},
     )
     def patch(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.MANAGE, perms=("core.change_collection",)
+        )
         data = _validated(s.CollectionUpdateSerializer, request.data)
         if "schema" in data:
             data["schema"] = _schema_named(data["schema"])
@@ -161,8 +167,12 @@ class CollectionDetailView(NucleusAPIView):
         },
     )
     def delete(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
-        services.collection_delete(collection=collection, actor=self.actor, force=self.principal.is_operator)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.MANAGE, perms=("core.delete_collection",)
+        )
+        # An operator may delete a collection that still holds records only with delete_record too.
+        force = self.principal.is_operator and self.principal.user.has_perm("core.delete_record")
+        services.collection_delete(collection=collection, actor=self.actor, force=force)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -175,7 +185,9 @@ class GrantListView(NucleusAPIView):
         responses={200: s.GrantPageSerializer, **COMMON_ERRORS, 403: WRITE_ERRORS[403]},
     )
     def get(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.MANAGE, perms=("core.view_grant",)
+        )
         grants = collection.grants.select_related("service", "collection").order_by("service__name")
         return Response({"results": s.GrantSerializer(grants, many=True).data, "next": None})
 
@@ -186,7 +198,12 @@ class GrantListView(NucleusAPIView):
         responses={200: s.GrantSerializer, 201: s.GrantSerializer, **WRITE_ERRORS},
     )
     def post(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        collection = selectors.collection_for(
+            principal=self.principal,
+            name=name,
+            need=Need.MANAGE,
+            perms=("core.add_grant", "core.change_grant"),
+        )
         data = _validated(s.GrantWriteSerializer, request.data)
         grant, created = services.grant_set(
             collection=collection, service_name=data["service"], access=data["access"], actor=self.actor
@@ -199,7 +216,9 @@ class GrantDetailView(NucleusAPIView):
         operation_id="grants_destroy", responses={204: None, **COMMON_ERRORS, 403: WRITE_ERRORS[403]}
     )
     def delete(self, request, name, service):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.MANAGE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.MANAGE, perms=("core.delete_grant",)
+        )
         services.grant_revoke(collection=collection, service_name=service, actor=self.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -224,7 +243,9 @@ class RecordListView(NucleusAPIView):
         responses={200: s.RecordPageSerializer, **COMMON_ERRORS},
     )
     def get(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_record",)
+        )
         params = request.query_params
         records, cursor = selectors.records_page(
             collection=collection,
@@ -247,7 +268,9 @@ class RecordListView(NucleusAPIView):
         responses={201: s.RecordSerializer, **WRITE_ERRORS},
     )
     def post(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.WRITE, perms=("core.add_record",)
+        )
         body = _strict_body(self.body_object(), required={"data"}, optional={"key"})
         key = body.get("key")
         if key == "bulk":
@@ -271,9 +294,11 @@ class RecordDetailView(NucleusAPIView):
         },
     )
     def get(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_record",)
+        )
         record = selectors.record_get(collection=collection, key=key)
-        if_none_match = parse_etags(request.headers.get("If-None-Match"))
+        if_none_match = parse_etags(request.headers.get("If-None-Match"), weak=True)
         if if_none_match == "*" or (if_none_match and record.version in if_none_match):
             return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag(record.version)})
         return _record_response(request, record, collection.name, status.HTTP_200_OK)
@@ -291,7 +316,12 @@ class RecordDetailView(NucleusAPIView):
         },
     )
     def put(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal,
+            name=name,
+            need=Need.WRITE,
+            perms=("core.add_record", "core.change_record"),
+        )
         body = _strict_body(self.body_object(), required={"data"})
         if_none_match = request.headers.get("If-None-Match")
         if if_none_match is not None and if_none_match.strip() != "*":
@@ -319,7 +349,9 @@ class RecordDetailView(NucleusAPIView):
         },
     )
     def patch(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.WRITE, perms=("core.change_record",)
+        )
         body = _strict_body(self.body_object(), required={"data"})
         record = services.record_patch(
             collection=collection,
@@ -342,7 +374,9 @@ class RecordDetailView(NucleusAPIView):
         },
     )
     def delete(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.WRITE, perms=("core.delete_record",)
+        )
         services.record_delete(
             collection=collection, key=key, actor=self.actor, if_match=self.header_if_match()
         )
@@ -362,7 +396,12 @@ class RecordBulkView(NucleusAPIView):
         },
     )
     def post(self, request, name):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal,
+            name=name,
+            need=Need.WRITE,
+            perms=("core.add_record", "core.change_record"),
+        )
         body = _strict_body(self.body_object(), required={"mode", "records"})
         items = services.records_bulk(
             collection=collection, mode=body["mode"], items=body["records"], actor=self.actor
@@ -381,16 +420,15 @@ class RecordHistoryView(NucleusAPIView):
         responses={200: s.HistoryPageSerializer, **COMMON_ERRORS},
     )
     def get(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.READ)
+        collection = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_record",)
+        )
         if collection.kind != "records":
             selectors.record_get(collection=collection, key=key)  # raises the stream 404
-        before = None
-        if cursor := request.query_params.get("cursor"):
-            (before,) = selectors.decode_cursor(cursor, 1)
-            if not before.isdigit():
-                raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
+        cursor = request.query_params.get("cursor")
+        before = selectors.decode_cursor_position(cursor) if cursor else None
         entries, next_before = history_page(
-            record_pk(collection.pk, key), limit=self.query_limit(), before=int(before) if before else None
+            record_pk(collection.pk, key), limit=self.query_limit(), before=before
         )
         if not entries and before is None:
             raise NotFound(f"Record {key!r} has no history in {collection.name!r}.", code="record_not_found")
@@ -414,7 +452,12 @@ class RecordRevertView(NucleusAPIView):
         },
     )
     def post(self, request, name, key):
-        collection = selectors.collection_for(principal=self.principal, name=name, need=Need.WRITE)
+        collection = selectors.collection_for(
+            principal=self.principal,
+            name=name,
+            need=Need.WRITE,
+            perms=("core.add_record", "core.change_record"),
+        )
         data = _validated(s.RevertSerializer, request.data)
         record, created = services.record_revert(
             collection=collection,

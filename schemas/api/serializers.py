@@ -42,8 +42,18 @@ class SchemaPageSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
 
 
+class DefinitionField(serializers.JSONField):
+    """JSONField whose serializability check answers a 422, not a 500, for very deep nesting."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except RecursionError:
+            raise serializers.ValidationError("is nested too deeply.") from None
+
+
 class DefinitionSerializer(StrictSerializer):
-    definition = serializers.JSONField(help_text="A JSON Schema (draft 2020-12, or draft-07 via $schema).")
+    definition = DefinitionField(help_text="A JSON Schema (draft 2020-12, or draft-07 via $schema).")
 
 
 class SchemaVersionSerializer(serializers.ModelSerializer):

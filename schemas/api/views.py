@@ -16,7 +16,7 @@ from core.api.views import (
 )
 from core.errors import Forbidden, ValidationFailed
 from core.models import Service
-from core.selectors import decode_cursor, encode_cursor
+from core.selectors import decode_cursor, decode_cursor_position, encode_cursor
 from schemas import selectors, services
 from schemas.api import serializers as s
 from schemas.models import Schema
@@ -112,8 +112,7 @@ class SchemaVersionListView(NucleusAPIView):
         limit = self.query_limit()
         versions = schema.versions.select_related("schema").order_by("version")
         if cursor := request.query_params.get("cursor"):
-            (after,) = decode_cursor(cursor, 1)
-            versions = versions.filter(version__gt=int(after) if after.isdigit() else 0)
+            versions = versions.filter(version__gt=decode_cursor_position(cursor))
         page = list(versions[: limit + 1])
         next_cursor = encode_cursor([str(page[limit - 1].version)]) if len(page) > limit else None
         results = s.SchemaVersionSerializer(page[:limit], many=True).data

@@ -14,7 +14,7 @@ from django.utils import timezone
 from reversion.models import Revision, Version
 
 from core import services
-from core.idempotency import idempotency_claim, request_fingerprint
+from core.idempotency import idempotency_claim, idempotency_release, request_fingerprint
 from core.models import Collection, IdempotencyKey, IdempotencyState, Record, record_pk
 from core.principals import Actor
 
@@ -198,39 +198,57 @@ def test_an_operator_has_a_scope_of_its_own(owner, operator, items):
     assert IdempotencyKey.objects.count() == 2
 
 
-def test_an_error_response_is_not_stored_so_a_retry_runs_again(owner, items):
+def test_a_refusal_is_the_first_response_and_is_replayed(owner, items):
     actor = Actor(label="service:owner")
     services.record_create(collection=items, key="a", data={"old": True}, actor=actor)
     body = {"key": "a", "data": {"new": True}}
 
     conflict = post(owner, records_url(), body)
-
     assert_problem(conflict, 409, "record_exists")
-    assert not IdempotencyKey.objects.exists()
-    assert_problem(post(owner, records_url(), body), 409, "record_exists")
+    assert IdempotencyKey.objects.get().state == IdempotencyState.COMPLETED
 
     services.record_delete(collection=items, key="a", actor=actor)
     retry = post(owner, records_url(), body)
 
+    # The same key and request get the first answer again, even though the conflict is gone.
+    assert_problem(retry, 409, "record_exists")
+    assert retry["Content-Type"] == "application/problem+json"
+    assert retry["Idempotent-Replayed"] == "true"
+    assert retry.json() == conflict.json()
+    assert not Record.objects.filter(collection=items, key="a").exists()
+    # A new key runs the request.
+    fresh = owner.post(records_url(), body, format="json", HTTP_IDEMPOTENCY_KEY="key-2")
+    assert fresh.status_code == 201, fresh.content
+
+
+def test_a_validation_error_is_replayed_and_writes_nothing(owner, items):
+    body = {"key": "a", "data": {"s": "\x00"}}
+    response = post(owner, records_url(), body)
+    assert_problem(response, 422, "invalid_data")
+    again = post(owner, records_url(), body)
+    assert_problem(again, 422, "invalid_data")
+    assert again["Idempotent-Replayed"] == "true"
+    assert not Record.objects.exists()
+
+
+def test_a_transient_conflict_is_not_stored_so_a_retry_runs_again(owner, items):
+    # A claim held by another request makes this one answer 409 in progress; that answer is not stored.
+    body = {"key": "a", "data": {}}
+    fingerprint = request_fingerprint(method="POST", path=records_url(), data=body)
+    held = idempotency_claim(scope="service:owner", key="key-1", request_hash=fingerprint)
+    assert_problem(post(owner, records_url(), body), 409, "idempotency_in_progress")
+    idempotency_release(claim=held.claim)
+
+    retry = post(owner, records_url(), body)
+
     assert retry.status_code == 201, retry.content
     assert "Idempotent-Replayed" not in retry
-    assert retry.json()["data"] == {"new": True}
-    assert Record.objects.get(collection=items, key="a").data == {"new": True}
-    assert_replay_of(post(owner, records_url(), body), retry)
-    assert IdempotencyKey.objects.get().state == IdempotencyState.COMPLETED
-
-
-def test_a_validation_error_is_not_stored(owner, items):
-    response = post(owner, records_url(), {"key": "a", "data": {"s": "\x00"}})
-    assert_problem(response, 422, "invalid_data")
-    assert not IdempotencyKey.objects.exists()
-    assert not Record.objects.exists()
 
 
 def test_a_request_in_progress_gets_409(owner, items):
     body = {"key": "a", "data": {"n": 1}}
     fingerprint = request_fingerprint(method="POST", path=records_url(), data=body)
-    assert idempotency_claim(scope="service:owner", key="key-1", request_hash=fingerprint) is None
+    assert not idempotency_claim(scope="service:owner", key="key-1", request_hash=fingerprint).replay
 
     response = post(owner, records_url(), body)
 
@@ -276,7 +294,7 @@ def test_an_expired_entry_is_not_replayed(owner, items):
     assert Record.objects.filter(collection=items).count() == 2
     entry = IdempotencyKey.objects.get()
     assert entry.expires_at > timezone.now() + timedelta(hours=23)
-    assert entry.response_body["key"] == second.json()["key"]
+    assert json.loads(entry.response_body)["key"] == second.json()["key"]
 
 
 def test_an_entry_is_kept_for_the_configured_ttl(owner, items):
@@ -359,3 +377,40 @@ def test_concurrent_retries_create_exactly_one_record(live_server, owner, items)
     assert Record.objects.filter(collection=items, key="race").count() == 1
     assert history_of(items, "race") == 1
     assert IdempotencyKey.objects.get().state == IdempotencyState.COMPLETED
+
+
+def test_the_same_request_with_or_without_the_trailing_slash_is_the_same_request(owner, items):
+    body = {"key": "a", "data": {}}
+    first = post(owner, records_url(), body)
+    assert first.status_code == 201
+    assert_replay_of(post(owner, records_url().rstrip("/"), body), first)
+
+
+def test_a_retry_with_another_if_match_is_a_different_request(owner, items):
+    owner.post(records_url(), {"key": "a", "data": {"v": 1}}, format="json")
+    owner.put(reverse("record-detail", args=["items", "a"]), {"data": {"v": 2}}, format="json")
+    url = reverse("record-revert", args=["items", "a"])
+    first = owner.post(url, {"version": 1}, format="json", HTTP_IF_MATCH='"2"', HTTP_IDEMPOTENCY_KEY="rv")
+    assert first.status_code == 200, first.content
+    other = owner.post(url, {"version": 1}, format="json", HTTP_IF_MATCH='"3"', HTTP_IDEMPOTENCY_KEY="rv")
+    assert_problem(other, 422, "idempotency_key_reused")
+
+
+def test_expired_keys_are_purged_when_new_keys_are_claimed(owner, items):
+    post(owner, records_url(), {"key": "a", "data": {}})
+    IdempotencyKey.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = owner.post(
+        records_url(), {"key": "b", "data": {}}, format="json", HTTP_IDEMPOTENCY_KEY="other"
+    )
+    assert response.status_code == 201
+    assert list(IdempotencyKey.objects.values_list("key", flat=True)) == ["other"]
+
+
+def test_a_request_whose_claim_was_taken_over_cannot_complete_the_new_claim(owner, items):
+    fingerprint = request_fingerprint(method="POST", path=records_url(), data={"key": "a", "data": {}})
+    old = idempotency_claim(scope="service:owner", key="key-1", request_hash=fingerprint)
+    IdempotencyKey.objects.update(created_at=timezone.now() - timedelta(days=1))
+    new = idempotency_claim(scope="service:owner", key="key-1", request_hash=fingerprint)
+    assert new.claim != old.claim
+    idempotency_release(claim=old.claim)
+    assert IdempotencyKey.objects.get().claim == new.claim

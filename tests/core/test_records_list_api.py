@@ -378,3 +378,32 @@ def test_where_is_served_by_the_gin_index(items):
         plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "core_record_data_gin" in plan, plan
+
+
+@pytest.mark.postgres
+def test_key_prefix_is_served_by_the_prefix_index(items):
+    services.records_bulk(
+        collection=items,
+        mode="insert",
+        items=[{"key": f"{'ab' if i % 100 == 0 else 'zz'}{i:04d}", "data": {}} for i in range(1000)],
+        actor=ACTOR,
+    )
+    captured = []
+
+    def capture(execute, sql, params, many, context):
+        captured.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        page, _ = selectors.records_page(collection=items, limit=100, key_prefix="ab")
+    assert len(page) == 10
+    sql, params = next((sql, params) for sql, params in captured if "LIKE" in sql)
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ANALYZE core_record")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "core_record_key_prefix" in plan, plan

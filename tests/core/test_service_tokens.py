@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from core import services
 from core.errors import ValidationFailed
 from core.models import Service, ServiceToken
+from tests.actors import TEST_ACTOR
 
 URL = reverse("collection-list")
 
@@ -36,24 +37,24 @@ def assert_unauthorized(response) -> None:
 
 @pytest.fixture
 def service(db) -> Service:
-    service, _ = services.service_ensure(name="taxon", description="the classifier")
+    service, _ = services.service_ensure(actor=TEST_ACTOR, name="taxon", description="the classifier")
     return service
 
 
 def test_a_valid_bearer_token_is_accepted(service):
-    _, plain = services.token_issue(service=service)
+    _, plain = services.token_issue(actor=TEST_ACTOR, service=service)
     response = client_with(f"Bearer {plain}").get(URL)
     assert response.status_code == 200
     assert response.json() == {"results": [], "next": None}
 
 
 def test_the_bearer_keyword_is_case_insensitive(service):
-    _, plain = services.token_issue(service=service)
+    _, plain = services.token_issue(actor=TEST_ACTOR, service=service)
     assert client_with(f"bearer {plain}").get(URL).status_code == 200
 
 
 def test_writes_made_with_a_token_are_attributed_to_its_service(service):
-    _, plain = services.token_issue(service=service)
+    _, plain = services.token_issue(actor=TEST_ACTOR, service=service)
     response = client_with(f"Bearer {plain}").post(URL, {"name": "things"}, format="json")
     assert response.status_code == 201
     assert response.json()["owner"] == "taxon"
@@ -83,7 +84,7 @@ def test_writes_made_with_a_token_are_attributed_to_its_service(service):
     ],
 )
 def test_missing_garbled_or_unknown_tokens_get_401(service, authorization):
-    services.token_issue(service=service)
+    services.token_issue(actor=TEST_ACTOR, service=service)
     assert_unauthorized(client_with(authorization).get(URL))
 
 
@@ -99,8 +100,8 @@ def test_a_refused_write_writes_nothing(service):
 
 
 def test_a_revoked_token_gets_401(service):
-    token, plain = services.token_issue(service=service)
-    services.token_revoke(token=token)
+    token, plain = services.token_issue(actor=TEST_ACTOR, service=service)
+    services.token_revoke(actor=TEST_ACTOR, token=token)
     response = client_with(f"Bearer {plain}").get(URL)
     assert_unauthorized(response)
     assert "revoked" in response.json()["detail"]
@@ -110,14 +111,16 @@ def test_a_revoked_token_gets_401(service):
 
 
 def test_revoking_twice_keeps_the_first_revocation_time(service):
-    token, _ = services.token_issue(service=service)
-    first = services.token_revoke(token=token).revoked_at
-    services.token_revoke(token=ServiceToken.objects.get(pk=token.pk))
+    token, _ = services.token_issue(actor=TEST_ACTOR, service=service)
+    first = services.token_revoke(actor=TEST_ACTOR, token=token).revoked_at
+    services.token_revoke(actor=TEST_ACTOR, token=ServiceToken.objects.get(pk=token.pk))
     assert ServiceToken.objects.get(pk=token.pk).revoked_at == first
 
 
 def test_an_expired_token_gets_401(service):
-    token, plain = services.token_issue(service=service, expires_at=timezone.now() + timedelta(hours=1))
+    token, plain = services.token_issue(
+        actor=TEST_ACTOR, service=service, expires_at=timezone.now() + timedelta(hours=1)
+    )
     client = client_with(f"Bearer {plain}")
     assert client.get(URL).status_code == 200
 
@@ -128,24 +131,26 @@ def test_an_expired_token_gets_401(service):
 
 
 def test_a_token_that_has_not_expired_yet_is_accepted(service):
-    _, plain = services.token_issue(service=service, expires_at=timezone.now() + timedelta(minutes=5))
+    _, plain = services.token_issue(
+        actor=TEST_ACTOR, service=service, expires_at=timezone.now() + timedelta(minutes=5)
+    )
     assert client_with(f"Bearer {plain}").get(URL).status_code == 200
 
 
 def test_an_inactive_service_gets_401_and_is_let_in_again_when_reactivated(service):
-    _, plain = services.token_issue(service=service)
+    _, plain = services.token_issue(actor=TEST_ACTOR, service=service)
     client = client_with(f"Bearer {plain}")
-    services.service_update(service=service, is_active=False)
+    services.service_update(actor=TEST_ACTOR, service=service, is_active=False)
     response = client.get(URL)
     assert_unauthorized(response)
     assert "inactive" in response.json()["detail"]
 
-    services.service_update(service=service, is_active=True)
+    services.service_update(actor=TEST_ACTOR, service=service, is_active=True)
     assert client.get(URL).status_code == 200
 
 
 def test_last_used_at_is_recorded(service):
-    token, plain = services.token_issue(service=service)
+    token, plain = services.token_issue(actor=TEST_ACTOR, service=service)
     assert token.last_used_at is None
     before = timezone.now()
     assert client_with(f"Bearer {plain}").get(URL).status_code == 200
@@ -155,15 +160,15 @@ def test_last_used_at_is_recorded(service):
 
 
 def test_last_used_at_is_not_recorded_for_refused_tokens(service):
-    token, plain = services.token_issue(service=service)
-    services.service_update(service=service, is_active=False)
+    token, plain = services.token_issue(actor=TEST_ACTOR, service=service)
+    services.service_update(actor=TEST_ACTOR, service=service, is_active=False)
     assert client_with(f"Bearer {plain}").get(URL).status_code == 401
     token.refresh_from_db()
     assert token.last_used_at is None
 
 
 def test_the_token_is_stored_only_as_its_sha256(service):
-    token, plain = services.token_issue(service=service, label="ci")
+    token, plain = services.token_issue(actor=TEST_ACTOR, service=service, label="ci")
     assert plain.startswith("nuc_")
     token.refresh_from_db()
     assert token.token_hash == hashlib.sha256(plain.encode()).hexdigest()
@@ -178,7 +183,7 @@ def test_the_token_is_stored_only_as_its_sha256(service):
 
 
 def test_several_tokens_of_one_service_all_work(service):
-    plains = [services.token_issue(service=service, label=f"t{n}")[1] for n in range(3)]
+    plains = [services.token_issue(actor=TEST_ACTOR, service=service, label=f"t{n}")[1] for n in range(3)]
     assert len(set(plains)) == 3
     for plain in plains:
         assert client_with(f"Bearer {plain}").get(URL).status_code == 200
@@ -187,15 +192,17 @@ def test_several_tokens_of_one_service_all_work(service):
 
 
 def test_revoking_one_token_leaves_the_others_working(service):
-    old, old_plain = services.token_issue(service=service, label="old")
-    _, new_plain = services.token_issue(service=service, label="new")
-    services.token_revoke(token=old)
+    old, old_plain = services.token_issue(actor=TEST_ACTOR, service=service, label="old")
+    _, new_plain = services.token_issue(actor=TEST_ACTOR, service=service, label="new")
+    services.token_revoke(actor=TEST_ACTOR, token=old)
     assert client_with(f"Bearer {old_plain}").get(URL).status_code == 401
     assert client_with(f"Bearer {new_plain}").get(URL).status_code == 200
 
 
 def test_token_issue_refuses_an_expiry_in_the_past(service):
     with pytest.raises(ValidationFailed) as refused:
-        services.token_issue(service=service, expires_at=timezone.now() - timedelta(seconds=1))
+        services.token_issue(
+            actor=TEST_ACTOR, service=service, expires_at=timezone.now() - timedelta(seconds=1)
+        )
     assert refused.value.code == "invalid_expiry"
     assert not ServiceToken.objects.exists()

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from core import services
 from core.errors import NucleusError
+from core.principals import Actor
 
 
 class Command(BaseCommand):
@@ -25,8 +26,11 @@ class Command(BaseCommand):
             raise CommandError("--expires-in-days must be at least 1.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         try:
-            service, created = services.service_ensure(name=name, description=description)
-            token, plain = services.token_issue(service=service, label=label, expires_at=expires_at)
+            actor = Actor.system("create_service")
+            service, created = services.service_ensure(name=name, description=description, actor=actor)
+            token, plain = services.token_issue(
+                service=service, label=label, expires_at=expires_at, actor=actor
+            )
         except NucleusError as exc:
             raise CommandError(exc.detail)
         verb = "Created service" if created else "Service"

@@ -99,3 +99,34 @@ def test_an_operator_deleting_a_full_collection_leaves_a_deletion_in_every_recor
         assert entries[0]["changed_by"] == "operator:alice"
         assert entries[0]["comment"] == "deleted with collection items"
     assert _audit(Collection, items.pk)[-1][2] == "collection deleted"
+
+
+def test_creating_a_service_and_issuing_and_revoking_tokens_is_recorded_without_the_hash(db):
+    from core import services
+    from core.models import Service, ServiceToken
+    from tests.actors import TEST_ACTOR
+
+    service, _ = services.service_ensure(name="audited", actor=TEST_ACTOR)
+    token, plain = services.token_issue(service=service, actor=TEST_ACTOR, label="ci")
+    services.token_revoke(token=token, actor=TEST_ACTOR)
+    services.token_revoke(token=token, actor=TEST_ACTOR)  # revoking again records nothing new
+
+    assert [c for _, _, c, _ in _audit(Service, service.pk)] == ["service created"]
+    token_audit = _audit(ServiceToken, token.pk)
+    assert [(actor, comment) for actor, _, comment, _ in token_audit] == [
+        ("command:tests", f"token {token.prefix}… issued to audited"),
+        ("command:tests", f"token {token.prefix}… revoked"),
+    ]
+    assert token_audit[-1][3]["revoked_at"] is not None
+    for _, _, _, fields in token_audit:
+        assert "token_hash" not in fields
+        assert plain not in json.dumps(fields)
+
+
+def test_the_create_service_command_records_itself_as_the_actor(db):
+    from django.core.management import call_command
+
+    from core.models import Service
+
+    call_command("create_service", "cmdsvc", stdout=open("/dev/null", "w"), stderr=open("/dev/null", "w"))  # noqa: SIM115
+    assert _audit(Service, Service.objects.get(name="cmdsvc").pk)[0][0] == "command:create_service"

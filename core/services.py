@@ -139,12 +139,13 @@ def _check_bindable(kind: str, schema: "Schema") -> None:
         )
 
 
-def check_collection_name(name) -> None:
+def check_collection_name(name, *, what: str = "collection") -> None:
+    """Collections and schemas share one naming rule: dot-separated lower-case parts."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
         raise ValidationFailed(
             "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
             code="invalid_name",
-            errors=[{"path": "/name", "message": "is not a valid collection name."}],
+            errors=[{"path": "/name", "message": f"is not a valid {what} name."}],
         )
 
 

@@ -12,7 +12,7 @@ def _escape(part: str) -> str:
     return part.replace("~", "~0").replace("/", "~1")
 
 
-def _find_problem(value, path: str, depth: int, max_depth: int) -> tuple[str, str] | None:
+def find_problem(value, path: str, depth: int, max_depth: int) -> tuple[str, str] | None:
     """The first value PostgreSQL's jsonb cannot hold faithfully, as (JSON Pointer, reason)."""
     if depth > max_depth and isinstance(value, dict | list):  # depth counts objects and arrays only
         return path, f"is nested deeper than {max_depth} levels."
@@ -23,14 +23,14 @@ def _find_problem(value, path: str, depth: int, max_depth: int) -> tuple[str, st
     if isinstance(value, dict):
         for key, item in value.items():
             child = f"{path}/{_escape(key)}"
-            problem = _string_problem(key, child, what="key") or _find_problem(
+            problem = _string_problem(key, child, what="key") or find_problem(
                 item, child, depth + 1, max_depth
             )
             if problem:
                 return problem
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            problem = _find_problem(item, f"{path}/{index}", depth + 1, max_depth)
+            problem = find_problem(item, f"{path}/{index}", depth + 1, max_depth)
             if problem:
                 return problem
     return None
@@ -54,7 +54,7 @@ def check_record_data(data, *, path: str = "/data") -> int:
         raise ValidationFailed(
             "data must be a JSON object.", errors=[{"path": path, "message": "must be an object."}]
         )
-    problem = _find_problem(data, path, 1, settings.NUCLEUS_MAX_JSON_DEPTH)
+    problem = find_problem(data, path, 1, settings.NUCLEUS_MAX_JSON_DEPTH)
     if problem:
         raise ValidationFailed(
             f"{problem[0]} {problem[1]}",

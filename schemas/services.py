@@ -9,7 +9,7 @@ from django.utils import timezone
 from core.errors import Conflict, ValidationFailed
 from core.models import Collection, Service
 from core.principals import Actor
-from core.validation import _find_problem
+from core.validation import find_problem
 from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
 from schemas.models import Compatibility, Schema, SchemaVersion
 from schemas.selectors import invalid_records
@@ -23,7 +23,7 @@ def fingerprint_of(definition) -> str:
 def _check_name(name) -> None:
     from core.services import check_collection_name  # the same naming rule as collections
 
-    check_collection_name(name)
+    check_collection_name(name, what="schema")
 
 
 @transaction.atomic
@@ -70,7 +70,7 @@ def schema_update(
 
 def _checked_definition(definition) -> str:
     # What the database cannot store (NUL, unpaired surrogates) or the checks cannot recurse into.
-    storable = _find_problem(definition, "/definition", 1, settings.NUCLEUS_MAX_JSON_DEPTH)
+    storable = find_problem(definition, "/definition", 1, settings.NUCLEUS_MAX_JSON_DEPTH)
     if storable:
         path, message = storable
         raise ValidationFailed(

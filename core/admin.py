@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Min
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -13,7 +14,7 @@ from reversion.models import Version
 
 from core import services
 from core.errors import NotFound, NucleusError
-from core.models import Collection, Grant, Record, Service, ServiceToken
+from core.models import Collection, ConsumerPosition, Event, Grant, Record, Service, ServiceToken
 from core.principals import Actor
 
 
@@ -165,24 +166,64 @@ class GrantInline(admin.TabularInline):
     readonly_fields = ["created_at", "updated_at"]
 
 
+class ConsumerPositionInline(admin.TabularInline):
+    """A stream's consumers and how far behind they are; positions are moved through the API."""
+
+    model = ConsumerPosition
+    extra = 0
+    can_delete = False
+    fields = ["consumer", "offset", "lag", "updated_at", "updated_by"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="lag")
+    def lag(self, position):
+        return max(position.stream.last_offset - position.offset, 0)
+
+
 @admin.register(Collection)
 class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
-    list_display = ["name", "kind", "owner", "require_if_match", "created_at"]
+    list_display = ["name", "kind", "owner", "last_offset", "consumer_lag", "require_if_match", "created_at"]
     list_filter = ["kind", "owner"]
     search_fields = ["name", "description"]
-    inlines = [GrantInline]
+    inlines = [GrantInline, ConsumerPositionInline]
+
+    def get_queryset(self, request):
+        return (
+            super().get_queryset(request).select_related("owner").annotate(slowest=Min("consumers__offset"))
+        )
+
+    @admin.display(description="largest consumer lag")
+    def consumer_lag(self, collection):
+        if collection.kind != "stream" or collection.slowest is None:
+            return "—"
+        return collection.last_offset - collection.slowest
+
+    def get_inlines(self, request, obj):
+        return (
+            [GrantInline, ConsumerPositionInline]
+            if obj is not None and obj.kind == "stream"
+            else [GrantInline]
+        )
 
     def get_readonly_fields(self, request, obj=None):
-        return ["name", "kind", "owner", "created_at", "updated_at"] if obj else ["created_at", "updated_at"]
+        readonly = ["last_offset", "created_at", "updated_at"]
+        return ["name", "kind", "owner", *readonly] if obj else readonly
 
     def save_model(self, request, obj, form, change):
         if change:
             # obj already carries the form's values; the service compares them with the stored row.
-            stored = services.collection_update(
+            stored = self.call(
+                request,
+                services.collection_update,
                 collection=Collection.objects.get(pk=obj.pk),
                 actor=_actor(request),
                 description=obj.description,
                 require_if_match=obj.require_if_match,
+                schema=obj.schema,
+                change_stream=obj.change_stream,
             )
             obj.updated_at = stored.updated_at
         else:
@@ -195,6 +236,8 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
                 kind=obj.kind,
                 description=obj.description,
                 require_if_match=obj.require_if_match,
+                schema=obj.schema,
+                change_stream=obj.change_stream,
             )
             obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
 
@@ -378,3 +421,31 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
         if request.method == "POST":
             return self._revert_through_service(request, version_id)
         return super().recover_view(request, version_id, extra_context)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Events are immutable: browsable, filterable by stream, type and offset (?offset__gte=&offset__lte=)."""
+
+    list_display = ["offset", "stream", "type", "producer", "created_at"]
+    list_filter = ["stream", "type"]
+    list_select_related = ["stream"]
+    search_fields = ["=event_id", "type"]
+    ordering = ["stream_id", "-offset"]
+    show_full_result_count = False
+    fields = ["stream", "offset", "event_id", "type", "producer", "created_at", "data"]
+    readonly_fields = fields
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup in ("offset__gte", "offset__lte", "offset__gt", "offset__lt") or super().lookup_allowed(
+            lookup, value, request
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

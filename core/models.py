@@ -97,6 +97,17 @@ class Collection(TimestampedModel):
         related_name="collections",
         help_text="Every write is validated against the latest version of this schema.",
     )
+    change_stream = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="change_sources",
+        help_text="Records collections only: a stream of the same owner that gets an event for every write.",
+    )
+    # Streams only: the offset of the newest event. Appenders lock this row, so offsets are gapless
+    # and increase in commit order; it never goes back, not even when old events are truncated.
+    last_offset = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -105,6 +116,11 @@ class Collection(TimestampedModel):
                 condition=Q(kind__in=CollectionKind.values),
                 name="collection_kind_valid",
                 violation_error_message="kind must be records or stream.",
+            ),
+            models.CheckConstraint(
+                condition=Q(last_offset__gte=0),
+                name="collection_last_offset_not_negative",
+                violation_error_message="last_offset cannot be negative.",
             ),
         ]
 
@@ -188,6 +204,70 @@ class Record(models.Model):
         return f"{self.collection_id}/{self.key}"
 
 
+class Event(models.Model):
+    """An immutable event of a stream, at a gapless offset (1, 2, 3, …) in commit order."""
+
+    id = models.BigAutoField(primary_key=True)
+    stream = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="events")
+    offset = models.BigIntegerField()
+    event_id = models.UUIDField(help_text="The producer's id (or a generated one); unique per stream.")
+    type = models.CharField(max_length=200)
+    data = models.JSONField()
+    producer = models.CharField(max_length=200)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["stream_id", "offset"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream", "offset"],
+                name="event_offset_unique_per_stream",
+                violation_error_message="This stream already has an event at this offset.",
+            ),
+            models.UniqueConstraint(
+                fields=["stream", "event_id"],
+                name="event_id_unique_per_stream",
+                violation_error_message="This stream already has an event with this id.",
+            ),
+            models.CheckConstraint(
+                condition=Q(offset__gte=1),
+                name="event_offset_positive",
+                violation_error_message="Offsets start at 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream_id}@{self.offset} {self.type}"
+
+
+class ConsumerPosition(models.Model):
+    """How far a named consumer has processed a stream: the offset of its last processed event."""
+
+    stream = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="consumers")
+    consumer = models.CharField(max_length=200, validators=[key_validator])
+    offset = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField()
+    updated_by = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["stream_id", "consumer"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stream", "consumer"],
+                name="consumer_unique_per_stream",
+                violation_error_message="This consumer already has a position in this stream.",
+            ),
+            models.CheckConstraint(
+                condition=Q(offset__gte=0),
+                name="consumer_offset_not_negative",
+                violation_error_message="Offsets are 0 (nothing processed) or more.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.consumer} at {self.offset}"
+
+
 class RecordTombstone(models.Model):
     """The last version of a deleted record key, so that a re-created key continues its version count."""
 
@@ -252,6 +332,8 @@ __all__ = [
     "Access",
     "Collection",
     "CollectionKind",
+    "ConsumerPosition",
+    "Event",
     "Grant",
     "IdempotencyKey",
     "IdempotencyState",

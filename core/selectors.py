@@ -3,17 +3,23 @@
 import base64
 import binascii
 import json
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 
 from core.errors import BadRequest, Forbidden, NotFound
-from core.models import Access, Collection, Grant, Record, ServiceToken
+from core.models import Access, Collection, ConsumerPosition, Event, Grant, Record, ServiceToken
 from core.principals import Principal
-from core.services import token_hash
+from core.tokens import token_hash
+
+if TYPE_CHECKING:
+    from schemas.selectors import BoundValidator
 
 
 class Need(StrEnum):
@@ -38,7 +44,7 @@ def token_lookup(plain: str) -> ServiceToken | None:
 
 def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
     """Collections the caller may see: all for operators, else owned or granted ones."""
-    collections = Collection.objects.select_related("owner", "schema")
+    collections = Collection.objects.select_related("owner", "schema", "change_stream")
     if principal.service is None:
         return collections
     return collections.filter(Q(owner=principal.service) | Q(grants__service=principal.service)).distinct()
@@ -49,7 +55,7 @@ def collection_for(*, principal: Principal, name: str, need: Need, perms: tuple[
 
     Services are judged by ownership and grants; operators by the Django permissions in perms.
     """
-    collections = Collection.objects.select_related("owner", "schema")
+    collections = Collection.objects.select_related("owner", "schema", "change_stream")
     if principal.service is not None:
         granted = Grant.objects.filter(collection=OuterRef("pk"), service=principal.service).values("access")[
             :1
@@ -240,3 +246,125 @@ def records_page(
         last = page[-1]
         next_cursor = encode_cursor([last.key] if field == "key" else [last.updated_at.isoformat(), last.key])
     return page, next_cursor
+
+
+# --- the state a write works under -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteState:
+    """What a write to a records collection must honour, read under the collection's share lock."""
+
+    schema: "BoundValidator | None"
+    change_stream_id: int | None
+
+
+def collection_write_state(collection: Collection) -> WriteState:
+    """Lock the collection for a write and read its schema and change stream as they are now.
+
+    On PostgreSQL this takes a FOR SHARE lock on the collection row until commit, so that binding a
+    schema, registering a version or changing the change stream (which lock the row FOR UPDATE and
+    check the stored records) cannot interleave with a write working under the previous state, and
+    the collection cannot be deleted under the write. A collection deleted before the lock is a 404.
+    """
+    from schemas.models import SchemaVersion
+    from schemas.selectors import bound_validator
+
+    if connection.vendor == "postgresql":
+        # Lock first, then read in a second statement: under READ COMMITTED a statement that waited for
+        # the lock still reads the snapshot it started with, which lacks a version registered (or a
+        # binding made) by the transaction it waited for.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM core_collection WHERE id = %s FOR SHARE", [collection.pk])
+    latest = SchemaVersion.objects.filter(schema_id=OuterRef("schema_id")).order_by("-version")
+    found = (
+        Collection.objects.filter(pk=collection.pk)
+        .annotate(
+            latest_version=Subquery(latest.values("version")[:1]),
+            fingerprint=Subquery(latest.values("fingerprint")[:1]),
+        )
+        .values_list("schema_id", "latest_version", "fingerprint", "change_stream_id")
+        .first()
+    )
+    if not found:
+        raise NotFound(f"Collection {collection.name!r} was deleted meanwhile.", code="collection_not_found")
+    schema_id, version, fingerprint, change_stream_id = found
+    return WriteState(
+        schema=bound_validator(schema_id, version, fingerprint), change_stream_id=change_stream_id
+    )
+
+
+# --- streams ---------------------------------------------------------------------------------------
+
+
+def _require_stream(collection: Collection) -> None:
+    if collection.kind != "stream":
+        raise NotFound(f"{collection.name!r} holds records, not events.", code="not_a_stream")
+
+
+def stream_last_offset(stream_id: int) -> int:
+    return Collection.objects.filter(pk=stream_id).values_list("last_offset", flat=True).first() or 0
+
+
+def events_page(*, stream: Collection, after: int, limit: int) -> tuple[list[Event], int]:
+    """Events with offset > after, ascending, at most limit, and the stream's last offset.
+
+    Served by the (stream, offset) index: a page deep in a long stream costs what the first one does.
+    The page never goes beyond the last offset it reports, even if appends commit meanwhile.
+    """
+    _require_stream(stream)
+    last_offset = stream_last_offset(stream.pk)
+    events = list(
+        Event.objects.filter(stream_id=stream.pk, offset__gt=after, offset__lte=last_offset).order_by(
+            "offset"
+        )[:limit]
+    )
+    return events, last_offset
+
+
+def wait_for_events(*, stream: Collection, after: int, timeout: float) -> None:
+    """Return once the stream has an event after `after`, or when timeout seconds have passed.
+
+    Holds no transaction open while waiting. On PostgreSQL it LISTENs on the stream's channel on a
+    connection of its own (appenders NOTIFY on commit); on SQLite it checks every 100 ms.
+    """
+    _require_stream(stream)
+    deadline = time.monotonic() + timeout
+    if timeout <= 0 or stream_last_offset(stream.pk) > after:
+        return
+    if connection.vendor == "postgresql":
+        _wait_postgresql(stream.pk, after, deadline)
+        return
+    while (remaining := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.1, remaining))
+        if stream_last_offset(stream.pk) > after:
+            return
+
+
+def _wait_postgresql(stream_id: int, after: int, deadline: float) -> None:
+    import psycopg
+
+    from core.services import stream_channel
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {stream_channel(stream_id)}")
+        # An append may have committed between our first look and the LISTEN: look again.
+        found = listener.execute(
+            "SELECT last_offset FROM core_collection WHERE id = %s", [stream_id]
+        ).fetchone()
+        if found is None or found[0] > after:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            for _ in listener.notifies(timeout=remaining, stop_after=1):
+                break
+
+
+def consumer_position_get(*, stream: Collection, consumer: str) -> ConsumerPosition:
+    """The consumer's stored position, or an unsaved one at offset 0 (nothing processed yet)."""
+    _require_stream(stream)
+    position = ConsumerPosition.objects.filter(stream=stream, consumer=consumer).first()
+    return position or ConsumerPosition(stream=stream, consumer=consumer, offset=0, updated_at=None)

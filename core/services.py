@@ -1,6 +1,5 @@
 """Every write of the core app. Views, the admin and commands call these; nothing else saves core models."""
 
-import hashlib
 import re
 import secrets
 import uuid
@@ -8,10 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from core.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    ValidationFailed,
+)
 from core.history import audit_write, history_entry, history_write
 from core.models import (
     KEY_PATTERN,
@@ -20,6 +26,8 @@ from core.models import (
     Access,
     Collection,
     CollectionKind,
+    ConsumerPosition,
+    Event,
     Grant,
     Record,
     RecordTombstone,
@@ -28,13 +36,13 @@ from core.models import (
     record_pk,
 )
 from core.principals import Actor
+from core.selectors import WriteState, collection_write_state
+from core.tokens import TOKEN_PREFIX, token_hash
 from core.validation import check_record_data, merge_patch
 from schemas.models import Schema
-from schemas.selectors import latest_validator_for_write
 from schemas.services import collection_schema_check
 from schemas.validation import data_errors
 
-TOKEN_PREFIX = "nuc_"
 _KEY_RE = re.compile(KEY_PATTERN)
 _NAME_RE = re.compile(NAME_PATTERN)
 _SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
@@ -44,10 +52,6 @@ IfMatch = None | str | frozenset[int]
 
 
 # --- services and tokens -------------------------------------------------------------------------
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @transaction.atomic
@@ -139,6 +143,23 @@ def _check_bindable(kind: str, schema: "Schema") -> None:
         )
 
 
+def _check_change_stream(kind: str, owner: Service, stream: Collection) -> None:
+    if kind != CollectionKind.RECORDS:
+        raise ValidationFailed(
+            "Only records collections have a change stream.",
+            code="change_stream_on_stream",
+            errors=[{"path": "/change_stream", "message": "streams cannot have a change stream."}],
+        )
+    if stream.kind != CollectionKind.STREAM or stream.owner_id != owner.pk:
+        raise ValidationFailed(
+            f"{stream.name!r} is not a stream of the same owner.",
+            code="invalid_change_stream",
+            errors=[
+                {"path": "/change_stream", "message": "must name a stream collection of the same owner."}
+            ],
+        )
+
+
 def check_collection_name(name, *, what: str = "collection") -> None:
     """Collections and schemas share one naming rule: dot-separated lower-case parts."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
@@ -159,8 +180,12 @@ def collection_create(
     description: str = "",
     require_if_match: bool = False,
     schema: "Schema | None" = None,
+    change_stream: Collection | None = None,
 ) -> Collection:
-    """Create a collection owned by owner, optionally bound to a schema; a taken name is a 409."""
+    """Create a collection owned by owner, optionally bound to a schema and a change stream.
+
+    A taken name is a 409.
+    """
     check_collection_name(name)
     if kind not in CollectionKind.values:
         raise ValidationFailed(
@@ -169,6 +194,8 @@ def collection_create(
         )
     if schema is not None:
         _check_bindable(kind, schema)
+    if change_stream is not None:
+        _check_change_stream(kind, owner, change_stream)
     try:
         with transaction.atomic():
             collection = Collection.objects.create(
@@ -178,6 +205,7 @@ def collection_create(
                 description=description,
                 require_if_match=require_if_match,
                 schema=schema,
+                change_stream=change_stream,
             )
     except IntegrityError:
         raise Conflict(f"A collection named {name!r} already exists.", code="collection_exists")
@@ -193,6 +221,7 @@ def collection_update(
     description: str | None = None,
     require_if_match: bool | None = None,
     schema: "Schema | object | None" = UNCHANGED,
+    change_stream: "Collection | object | None" = UNCHANGED,
 ) -> Collection:
     """Change the mutable settings of a collection. Locks its row until commit.
 
@@ -212,6 +241,14 @@ def collection_update(
             collection_schema_check(collection=collection, schema=schema)
         collection.schema = schema
         changed.append("schema")
+    if (
+        change_stream is not UNCHANGED
+        and (change_stream.pk if change_stream else None) != collection.change_stream_id
+    ):
+        if change_stream is not None:
+            _check_change_stream(collection.kind, collection.owner, change_stream)
+        collection.change_stream = change_stream
+        changed.append("change_stream")
     if description is not None and description != collection.description:
         collection.description = description
         changed.append("description")
@@ -230,7 +267,13 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
 
     A forced delete first records a deletion in the history of every record it removes, in batches.
     """
-    locked = Collection.objects.select_for_update().get(pk=collection.pk)
+    locked = Collection.objects.select_for_update(of=("self",)).select_related("owner").get(pk=collection.pk)
+    sources = list(locked.change_sources.order_by("name").values_list("name", flat=True))
+    if sources:
+        raise Conflict(
+            f"{locked.name!r} is the change stream of {', '.join(sources)}; unset it there first.",
+            code="stream_in_use",
+        )
     count = Record.objects.filter(collection=locked).count()
     if count and not force:
         raise Conflict(
@@ -239,16 +282,20 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
             count=count,
         )
     if count:
+        state = WriteState(schema=None, change_stream_id=locked.change_stream_id)
         now, batch = timezone.now(), []
         records = Record.objects.select_for_update(of=("self",)).filter(collection=locked).order_by("key")
         for record in records.iterator(chunk_size=1000):
             record.version, record.deleted = record.version + 1, True
             record.updated_at, record.updated_by = now, actor.label
+            record.collection = locked
             batch.append(record)
             if len(batch) == 1000:
                 history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+                _record_changed(state, [("deleted", r) for r in batch], actor)
                 batch = []
         history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+        _record_changed(state, [("deleted", r) for r in batch], actor)
     audit_write(objects=[locked, *locked.grants.all()], actor=actor, comment="collection deleted")
     locked.delete()
 
@@ -446,15 +493,38 @@ def _schema_mismatch(
     )
 
 
-def _conform(collection: Collection, data: dict) -> int | None:
+def _conform(collection: Collection, state: WriteState, data: dict) -> int | None:
     """Validate data against the latest version of the collection's schema; returns that version."""
-    bound = latest_validator_for_write(collection)
-    if bound is None:
+    if state.schema is None:
         return None
-    errors = data_errors(bound.validator, data)
+    errors = data_errors(state.schema.validator, data)
     if errors:
-        raise _schema_mismatch(collection, bound.version, errors)
-    return bound.version
+        raise _schema_mismatch(collection, state.schema.version, errors)
+    return state.schema.version
+
+
+def _record_changed(state: WriteState, changes: list[tuple[str, Record]], actor: Actor) -> None:
+    """Append record.created / record.updated / record.deleted events to the change stream, if any.
+
+    Runs in the write's transaction: a committed write always has its events, a rolled-back one never.
+    Event ids derive from the record and its version, so the same change can never be appended twice.
+    """
+    if state.change_stream_id is None or not changes:
+        return
+    prepared = [
+        (
+            uuid.uuid5(uuid.NAMESPACE_URL, f"nucleus:change:{record.pk}:{record.version}"),
+            f"record.{change}",
+            {
+                "collection": record.collection.name,
+                "key": record.key,
+                "version": record.version,
+                "data": record.data,
+            },
+        )
+        for change, record in changes
+    ]
+    _append(Collection(pk=state.change_stream_id), prepared, producer=actor.label)
 
 
 @transaction.atomic
@@ -463,11 +533,13 @@ def record_create(*, collection: Collection, key: str | None, data, actor: Actor
     _require_records_collection(collection)
     key = str(uuid.uuid4()) if key is None else _check_key(key)
     check_record_data(data)
-    schema_version = _conform(collection, data)
+    state = collection_write_state(collection)
+    schema_version = _conform(collection, state, data)
     if Record.objects.filter(collection=collection, key=key).exists():
         raise Conflict(f"Record {key!r} already exists in {collection.name!r}.", code="record_exists")
     record = _create(collection, key, data, actor, schema_version)
     history_write(records=[record], actor=actor, comment="created")
+    _record_changed(state, [("created", record)], actor)
     return record
 
 
@@ -489,7 +561,8 @@ def record_put(
 
 
 def _put(collection, key, data, actor, if_match, if_none_match, comment):
-    schema_version = _conform(collection, data)
+    state = collection_write_state(collection)
+    schema_version = _conform(collection, state, data)
     existing = _locked_record(collection, key)
     if if_none_match and existing is not None:
         raise PreconditionFailed(
@@ -502,6 +575,7 @@ def _put(collection, key, data, actor, if_match, if_none_match, comment):
     else:
         record, created = _update(existing, data, actor, schema_version), False
     history_write(records=[record], actor=actor, comment=comment or ("created" if created else "replaced"))
+    _record_changed(state, [("created" if created else "updated", record)], actor)
     return record, created
 
 
@@ -516,6 +590,7 @@ def record_patch(
             "data must be a JSON object (a merge patch).",
             errors=[{"path": "/data", "message": "must be an object."}],
         )
+    state = collection_write_state(collection)
     existing = _locked_record(collection, key)
     _check_if_match(existing, if_match, key)
     if existing is None:
@@ -523,8 +598,9 @@ def record_patch(
     _check_if_match_required(collection, existing, if_match)
     merged = merge_patch(existing.data, patch)
     check_record_data(merged)
-    record = _update(existing, merged, actor, _conform(collection, merged))
+    record = _update(existing, merged, actor, _conform(collection, state, merged))
     history_write(records=[record], actor=actor, comment="patched")
+    _record_changed(state, [("updated", record)], actor)
     return record
 
 
@@ -532,6 +608,7 @@ def record_patch(
 def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: IfMatch = None) -> None:
     """Delete the record; its history, including the deletion, stays and can be reverted."""
     _require_records_collection(collection)
+    state = collection_write_state(collection)
     existing = _locked_record(collection, key)
     _check_if_match(existing, if_match, key)
     if existing is None:
@@ -554,6 +631,8 @@ def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: I
         },
     )
     Record.objects.filter(pk=existing.pk).delete()
+    existing.collection = collection
+    _record_changed(state, [("deleted", existing)], actor)
 
 
 @transaction.atomic
@@ -645,7 +724,8 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
     prepared = _bulk_prepare(items, generate_keys=True)
     keys = [key for key, _ in prepared]
     index_of = {key: index for index, key in enumerate(keys)}
-    bound = latest_validator_for_write(collection)
+    state = collection_write_state(collection)
+    bound = state.schema
     schema_version = bound.version if bound else None
     if bound is not None:
         errors = []
@@ -702,6 +782,252 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
             update_fields=["data", "version", "schema_version", "updated_at", "updated_by"],
         )
     history_write(records=new_records + updated_records, actor=actor, comment=f"bulk {mode}")
+    changes = [("created", record) for record in new_records] + [
+        ("updated", record) for record in updated_records
+    ]
+    _record_changed(state, sorted(changes, key=lambda change: index_of[change[1].key]), actor)
     created = {record.key for record in new_records}
     versions = {record.key: record.version for record in new_records + updated_records}
     return [BulkItem(key=key, version=versions[key], created=key in created) for key in keys]
+
+
+# --- streams ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of an append: the offsets of the request's events, in request order."""
+
+    first_offset: int
+    last_offset: int
+    events: list[tuple[str, int]]
+    appended: int  # how many were new; the rest were already in the stream (same id)
+
+
+def _require_stream(collection: Collection) -> None:
+    if collection.kind != CollectionKind.STREAM:
+        raise NotFound(f"{collection.name!r} holds records, not events.", code="not_a_stream")
+
+
+def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
+    if not isinstance(events, list) or not events:
+        raise ValidationFailed(
+            "events must be a non-empty list.",
+            errors=[{"path": "/events", "message": "must be a non-empty list."}],
+        )
+    if len(events) > settings.NUCLEUS_MAX_BATCH:
+        raise ValidationFailed(
+            f"At most {settings.NUCLEUS_MAX_BATCH} events per request.",
+            code="too_many_items",
+            errors=[
+                {
+                    "path": "/events",
+                    "message": f"has {len(events)} items; the limit is {settings.NUCLEUS_MAX_BATCH}.",
+                }
+            ],
+        )
+    errors: list[dict] = []
+    prepared = []
+    for index, event in enumerate(events):
+        path = f"/events/{index}"
+        if not isinstance(event, dict):
+            errors.append({"path": path, "message": "must be an object."})
+            continue
+        unknown = sorted(set(event) - {"id", "type", "data"})
+        errors += [{"path": f"{path}/{name}", "message": "unknown field."} for name in unknown]
+        raw_id = event.get("id")
+        try:
+            event_id = (
+                uuid.uuid4() if raw_id is None else uuid.UUID(raw_id) if isinstance(raw_id, str) else None
+            )
+        except ValueError:
+            event_id = None
+        if event_id is None:
+            errors.append({"path": f"{path}/id", "message": "must be a UUID string."})
+        event_type = event.get("type")
+        if not isinstance(event_type, str) or not 1 <= len(event_type) <= 200 or not event_type.isprintable():
+            errors.append(
+                {"path": f"{path}/type", "message": "must be a printable string of 1 to 200 characters."}
+            )
+        if "data" not in event:
+            errors.append({"path": f"{path}/data", "message": "is required."})
+        else:
+            try:
+                check_record_data(event["data"], path=f"{path}/data")
+            except ValidationFailed as exc:
+                errors.extend(exc.errors or [{"path": f"{path}/data", "message": exc.detail}])
+        prepared.append((event_id, event_type, event.get("data")))
+    if errors:
+        first = int(errors[0]["path"].split("/")[2])
+        raise ValidationFailed(
+            f"Event {first} is invalid ({len(errors)} problems in all); nothing was appended.",
+            errors=errors[:100],
+            index=first,
+        )
+    return prepared
+
+
+def _lock_stream(stream: Collection) -> int:
+    """Lock the stream's row until commit and return its last offset: appenders queue here."""
+    found = (
+        Collection.objects.select_for_update(no_key=True, of=("self",))
+        .filter(pk=stream.pk)
+        .order_by()
+        .values_list("last_offset", flat=True)
+        .first()
+    )
+    if found is None:
+        raise NotFound("The stream was deleted meanwhile.", code="collection_not_found")
+    return found
+
+
+def _append(
+    stream: Collection,
+    prepared: list[tuple[uuid.UUID, str, dict]],
+    *,
+    producer: str,
+    expected_last_offset: int | None = None,
+) -> Appended:
+    """Append under the stream's lock: ids already in the stream keep their offsets, new ones get the next."""
+    last_offset = _lock_stream(stream)
+    ids = [event_id for event_id, _, _ in prepared]
+    offsets = dict(
+        Event.objects.filter(stream_id=stream.pk, event_id__in=ids).values_list("event_id", "offset")
+    )
+    fresh = []
+    for event_id, event_type, data in prepared:
+        if event_id not in offsets:
+            offsets[event_id] = last_offset + len(fresh) + 1
+            fresh.append((event_id, event_type, data))
+    if fresh and expected_last_offset is not None and expected_last_offset != last_offset:
+        raise Conflict(
+            f"The stream's last offset is {last_offset}, not {expected_last_offset}; nothing was appended.",
+            code="unexpected_last_offset",
+            last_offset=last_offset,
+        )
+    if fresh:
+        now = timezone.now()
+        Event.objects.bulk_create(
+            [
+                Event(
+                    stream_id=stream.pk,
+                    offset=offsets[event_id],
+                    event_id=event_id,
+                    type=event_type,
+                    data=data,
+                    producer=producer,
+                    created_at=now,
+                )
+                for event_id, event_type, data in fresh
+            ],
+            batch_size=1000,
+        )
+        new_last = last_offset + len(fresh)
+        Collection.objects.filter(pk=stream.pk).update(last_offset=new_last)
+        announce_stream(stream.pk, new_last)
+    ordered = [(str(event_id), offsets[event_id]) for event_id in ids]
+    return Appended(
+        first_offset=min(offset for _, offset in ordered),
+        last_offset=max(offset for _, offset in ordered),
+        events=ordered,
+        appended=len(fresh),
+    )
+
+
+def announce_stream(stream_id: int, last_offset: int) -> None:
+    """Wake long-polling readers when the transaction commits (PostgreSQL NOTIFY; SQLite readers poll)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [stream_channel(stream_id), str(last_offset)])
+
+
+def stream_channel(stream_id: int) -> str:
+    return f"nucleus_stream_{stream_id}"
+
+
+@transaction.atomic
+def stream_append(*, stream: Collection, events, actor: Actor, expected_last_offset=None) -> Appended:
+    """Append 1 to 1000 events atomically at the next offsets. Locks the stream row until commit.
+
+    An event whose id is already in the stream is not appended again: its original offset is returned.
+    When every event is already there, the request is a retry that succeeded before and
+    expected_last_offset is not checked; otherwise a differing expected_last_offset is a 409.
+    """
+    _require_stream(stream)
+    if expected_last_offset is not None and (
+        isinstance(expected_last_offset, bool)
+        or not isinstance(expected_last_offset, int)
+        or expected_last_offset < 0
+    ):
+        raise ValidationFailed(
+            "expected_last_offset must be an integer >= 0.",
+            errors=[{"path": "/expected_last_offset", "message": "must be an integer >= 0."}],
+        )
+    prepared = _prepare_events(events)
+    return _append(stream, prepared, producer=actor.label, expected_last_offset=expected_last_offset)
+
+
+@transaction.atomic
+def consumer_position_set(
+    *, stream: Collection, consumer: str, offset, actor: Actor, force: bool = False, may_force: bool = False
+) -> ConsumerPosition:
+    """Move a consumer's position; backwards only with force (by the owner or an operator)."""
+    _require_stream(stream)
+    _check_key(consumer, path="/consumer")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValidationFailed(
+            "offset must be an integer >= 0.",
+            errors=[{"path": "/offset", "message": "must be an integer >= 0."}],
+        )
+    if force and not may_force:
+        raise Forbidden("Only the owner of the stream or an operator may move a consumer backwards.")
+    last_offset = Collection.objects.values_list("last_offset", flat=True).get(pk=stream.pk)
+    if offset > last_offset:
+        raise ValidationFailed(
+            f"offset {offset} is beyond the stream's last offset {last_offset}.",
+            code="offset_beyond_end",
+            errors=[{"path": "/offset", "message": f"must be at most {last_offset}."}],
+            last_offset=last_offset,
+        )
+    now = timezone.now()
+    position, created = ConsumerPosition.objects.select_for_update(of=("self",)).get_or_create(
+        stream=stream,
+        consumer=consumer,
+        defaults={"offset": offset, "updated_at": now, "updated_by": actor.label},
+    )
+    if not created and offset != position.offset:
+        if offset < position.offset and not force:
+            raise Conflict(
+                f"{consumer!r} is at {position.offset}; moving it back to {offset} needs force.",
+                code="position_moves_backwards",
+                offset=position.offset,
+            )
+        position.offset, position.updated_at, position.updated_by = offset, now, actor.label
+        position.save(update_fields=["offset", "updated_at", "updated_by"])
+    return position
+
+
+@transaction.atomic
+def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> int:
+    """Delete the events below offset `before`; refuses to drop events a consumer has not processed.
+
+    Offsets are never reused: last_offset stays. Returns how many events were removed.
+    """
+    _require_stream(stream)
+    last_offset = _lock_stream(stream)
+    if before < 1 or before > last_offset + 1:
+        raise ValidationFailed(f"before must be between 1 and {last_offset + 1}.", code="invalid_offset")
+    behind = list(
+        ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
+        .order_by("consumer")
+        .values_list("consumer", "offset")
+    )
+    if behind and not force:
+        names = ", ".join(f"{name} (at {offset})" for name, offset in behind[:10])
+        raise Conflict(
+            f"Consumers have not processed the events before {before}: {names}. "
+            "Use --force to drop them anyway.",
+            code="consumers_behind",
+        )
+    deleted, _ = Event.objects.filter(stream=stream, offset__lt=before).delete()
+    return deleted

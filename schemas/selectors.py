@@ -3,10 +3,10 @@
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.db.models import Max, QuerySet
 
 from core.errors import NotFound
-from core.models import Collection, Record
+from core.models import Record
 from schemas.models import Schema, SchemaVersion
 from schemas.validation import compiled_validator
 
@@ -43,35 +43,12 @@ class BoundValidator:
     validator: object
 
 
-def latest_validator_for_write(collection: Collection) -> BoundValidator | None:
-    """The validator of the latest version of the schema bound to collection, or None.
-
-    On PostgreSQL this takes a FOR SHARE lock on the collection row until commit, so that binding a
-    schema or registering a version (which lock the row FOR UPDATE and check the stored records) cannot
-    interleave with a write validated against the previous state, and the collection cannot be deleted
-    under the write. A collection deleted before the lock is a 404.
-    """
-    latest = SchemaVersion.objects.filter(schema_id=OuterRef("schema_id")).order_by("-version")
-    row = (
-        Collection.objects.filter(pk=collection.pk)
-        .annotate(
-            latest_version=Subquery(latest.values("version")[:1]),
-            fingerprint=Subquery(latest.values("fingerprint")[:1]),
-        )
-        .values_list("schema_id", "latest_version", "fingerprint")
-    )
-    if connection.vendor == "postgresql":
-        # Lock first, then read in a second statement: under READ COMMITTED a statement that waited for
-        # the lock still reads the snapshot it started with, which lacks a version registered (or a
-        # binding made) by the transaction it waited for.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM core_collection WHERE id = %s FOR SHARE", [collection.pk])
-    found = row.first()
-    if not found:
-        raise NotFound(f"Collection {collection.name!r} was deleted meanwhile.", code="collection_not_found")
-    if found[0] is None or found[1] is None:
+def bound_validator(
+    schema_id: int | None, version: int | None, fingerprint: str | None
+) -> BoundValidator | None:
+    """The compiled validator of one schema version (loaded and compiled only on first use)."""
+    if schema_id is None or version is None:
         return None
-    schema_id, version, fingerprint = found
     validator = compiled_validator(
         fingerprint,
         lambda: SchemaVersion.objects.values_list("definition", flat=True).get(

@@ -41,6 +41,11 @@ class CollectionCreateSerializer(StrictSerializer):
     schema = serializers.CharField(
         required=False, allow_null=True, help_text="Name of a schema to validate every write against."
     )
+    change_stream = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="Records collections: a stream of the same owner that gets an event for every write.",
+    )
     owner = serializers.CharField(
         required=False, help_text="Operators only: the name of the owning service (required for them)."
     )
@@ -54,11 +59,18 @@ class CollectionUpdateSerializer(StrictSerializer):
         allow_null=True,
         help_text="Bind a schema (stored records are checked first; 409 if any fails), or null to unbind.",
     )
+    change_stream = serializers.CharField(
+        required=False, allow_null=True, help_text="A stream of the same owner, or null for none."
+    )
 
 
 class CollectionSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.name")
     schema = serializers.CharField(source="schema.name", allow_null=True, default=None)
+    change_stream = serializers.CharField(source="change_stream.name", allow_null=True, default=None)
+    last_offset = serializers.IntegerField(
+        read_only=True, help_text="Streams: the offset of the newest event."
+    )
 
     class Meta:
         model = Collection
@@ -67,6 +79,8 @@ class CollectionSerializer(serializers.ModelSerializer):
             "kind",
             "owner",
             "schema",
+            "change_stream",
+            "last_offset",
             "description",
             "require_if_match",
             "created_at",
@@ -165,3 +179,55 @@ class HistoryPageSerializer(serializers.Serializer):
 
 class RevertSerializer(StrictSerializer):
     version = serializers.IntegerField(min_value=1)
+
+
+class EventInSerializer(StrictSerializer):
+    id = serializers.UUIDField(required=False, help_text="Deduplicates retries; generated when absent.")
+    type = serializers.CharField(max_length=200)
+    data = serializers.JSONField()
+
+
+class EventAppendSerializer(serializers.Serializer):
+    """Documented shape only: events are checked by the append service so errors name their index."""
+
+    events = EventInSerializer(many=True, help_text="1 to 1000 events.")
+    expected_last_offset = serializers.IntegerField(required=False, min_value=0)
+
+
+class AppendedEventSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    offset = serializers.IntegerField()
+
+
+class AppendResultSerializer(serializers.Serializer):
+    first_offset = serializers.IntegerField()
+    last_offset = serializers.IntegerField()
+    events = AppendedEventSerializer(many=True)
+
+
+class EventSerializer(serializers.Serializer):
+    offset = serializers.IntegerField()
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    data = serializers.JSONField()
+    producer = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class EventPageSerializer(serializers.Serializer):
+    results = EventSerializer(many=True)
+    last_offset = serializers.IntegerField()
+    next_after = serializers.IntegerField()
+
+
+class ConsumerPositionSerializer(serializers.Serializer):
+    consumer = serializers.CharField()
+    offset = serializers.IntegerField()
+    last_offset = serializers.IntegerField()
+    lag = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ConsumerUpdateSerializer(StrictSerializer):
+    offset = serializers.IntegerField(min_value=0)
+    force = serializers.BooleanField(required=False, default=False)

@@ -7,7 +7,10 @@ from core.api import views
 
 def route(pattern: str, view, name: str) -> list:
     """The named route with a trailing slash, and the same view without it (left out of the OpenAPI)."""
-    return [path(pattern, view, name=name), path(pattern.rstrip("/"), view)]
+    return [
+        path(pattern, view, name=name),
+        path(pattern.rstrip("/"), view),
+    ]
 
 
 urlpatterns = [
@@ -25,5 +28,11 @@ urlpatterns = [
     ),
     *route(
         "collections/<str:name>/records/<str:key>/revert/", views.RecordRevertView.as_view(), "record-revert"
+    ),
+    *route("collections/<str:name>/events/", views.EventListView.as_view(), "event-list"),
+    *route(
+        "collections/<str:name>/consumers/<str:consumer>/",
+        views.ConsumerDetailView.as_view(),
+        "consumer-detail",
     ),
 ]

@@ -1,6 +1,7 @@
 """The core HTTP API: collections, grants and records. Views parse and shape; services decide."""
 
 import json
+import re
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -13,7 +14,7 @@ from core.api import serializers as s
 from core.api.base import NucleusAPIView, etag, parse_etags
 from core.errors import BadRequest, NotFound, ValidationFailed
 from core.history import history_page
-from core.models import Record, Service, record_pk
+from core.models import Collection, Event, Record, Service, record_pk
 from core.selectors import Need
 from core.validation import check_record_data
 from schemas.models import Schema
@@ -127,6 +128,8 @@ class CollectionListView(NucleusAPIView):
                 )
         if "schema" in data:
             data["schema"] = _schema_named(data["schema"])
+        if "change_stream" in data:
+            data["change_stream"] = _stream_named(data["change_stream"])
         collection = services.collection_create(owner=owner, actor=self.actor, **data)
         location = request.build_absolute_uri(reverse("collection-detail", args=[collection.name]))
         return Response(s.CollectionSerializer(collection).data, status=201, headers={"Location": location})
@@ -154,6 +157,8 @@ class CollectionDetailView(NucleusAPIView):
         data = _validated(s.CollectionUpdateSerializer, request.data)
         if "schema" in data:
             data["schema"] = _schema_named(data["schema"])
+        if "change_stream" in data:
+            data["change_stream"] = _stream_named(data["change_stream"])
         collection = services.collection_update(collection=collection, actor=self.actor, **data)
         return Response(s.CollectionSerializer(collection).data)
 
@@ -509,6 +514,21 @@ def _schema_named(name: str | None) -> Schema | None:
     return schema
 
 
+def _stream_named(name: str | None) -> Collection | None:
+    if name is None:
+        return None
+    stream = Collection.objects.filter(name=name).first()
+    if stream is None:
+        raise ValidationFailed(
+            f"There is no collection named {name!r}.",
+            code="invalid_change_stream",
+            errors=[
+                {"path": "/change_stream", "message": "must name a stream collection of the same owner."}
+            ],
+        )
+    return stream
+
+
 def _where(raw: str | None) -> dict | None:
     if raw is None or raw == "":
         return None
@@ -523,3 +543,159 @@ def _where(raw: str | None) -> dict | None:
     except ValidationFailed as exc:
         raise BadRequest(exc.detail, code="invalid_filter")
     return where
+
+
+# --- streams -------------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"[0-9]{1,18}")
+_SECONDS = re.compile(r"[0-9]{1,2}(\.[0-9]{1,3})?")
+
+
+def _query_int(request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not _NUMBER.fullmatch(raw):
+        raise BadRequest(f"{name} must be an integer >= 0.", code=f"invalid_{name}")
+    return int(raw)
+
+
+def _query_wait(request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return 0.0
+    if not _SECONDS.fullmatch(raw) or float(raw) > MAX_WAIT_SECONDS:
+        raise BadRequest(
+            f"wait must be a number of seconds from 0 to {MAX_WAIT_SECONDS}.", code="invalid_wait"
+        )
+    return float(raw)
+
+
+MAX_WAIT_SECONDS = 30
+
+
+def event_body(event: Event) -> dict:
+    return {
+        "offset": event.offset,
+        "id": str(event.event_id),
+        "type": event.type,
+        "data": event.data,
+        "producer": event.producer,
+        "created_at": iso(event.created_at),
+    }
+
+
+class EventListView(NucleusAPIView):
+    @extend_schema(
+        operation_id="events_list",
+        parameters=[
+            OpenApiParameter(
+                "after", OpenApiTypes.INT, description="Events with offset > after (default 0)."
+            ),
+            LIMIT,
+            OpenApiParameter(
+                "wait",
+                OpenApiTypes.NUMBER,
+                description="Long-poll up to this many seconds (0 to 30) for an event.",
+            ),
+        ],
+        responses={200: s.EventPageSerializer, **COMMON_ERRORS},
+    )
+    def get(self, request, name):
+        stream = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_event",)
+        )
+        after, limit, wait = _query_int(request, "after", 0), self.query_limit(), _query_wait(request)
+        events, last_offset = selectors.events_page(stream=stream, after=after, limit=limit)
+        if not events and wait > 0:
+            selectors.wait_for_events(stream=stream, after=after, timeout=wait)
+            events, last_offset = selectors.events_page(stream=stream, after=after, limit=limit)
+        next_after = events[-1].offset if events else after
+        return Response(
+            {"results": [event_body(e) for e in events], "last_offset": last_offset, "next_after": next_after}
+        )
+
+    @extend_schema(
+        operation_id="events_append",
+        request=s.EventAppendSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            201: s.AppendResultSerializer,
+            **WRITE_ERRORS,
+            409: _problem(
+                "expected_last_offset differs from the stream's last offset (last_offset says it)."
+            ),
+        },
+    )
+    def post(self, request, name):
+        stream = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.WRITE, perms=("core.add_event",)
+        )
+        body = _strict_body(self.body_object(), required={"events"}, optional={"expected_last_offset"})
+        appended = services.stream_append(
+            stream=stream,
+            events=body["events"],
+            actor=self.actor,
+            expected_last_offset=body.get("expected_last_offset"),
+        )
+        return Response(
+            {
+                "first_offset": appended.first_offset,
+                "last_offset": appended.last_offset,
+                "events": [{"id": event_id, "offset": offset} for event_id, offset in appended.events],
+            },
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ConsumerDetailView(NucleusAPIView):
+    def _position_body(self, stream: Collection, position) -> dict:
+        last_offset = selectors.stream_last_offset(stream.pk)
+        return {
+            "consumer": position.consumer,
+            "offset": position.offset,
+            "last_offset": last_offset,
+            "lag": max(last_offset - position.offset, 0),
+            "updated_at": iso(position.updated_at) if position.updated_at else None,
+        }
+
+    @extend_schema(
+        operation_id="consumers_retrieve", responses={200: s.ConsumerPositionSerializer, **COMMON_ERRORS}
+    )
+    def get(self, request, name, consumer):
+        stream = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_consumerposition",)
+        )
+        position = selectors.consumer_position_get(stream=stream, consumer=consumer)
+        return Response(self._position_body(stream, position))
+
+    @extend_schema(
+        operation_id="consumers_update",
+        request=s.ConsumerUpdateSerializer,
+        responses={
+            200: s.ConsumerPositionSerializer,
+            **WRITE_ERRORS,
+            409: _problem("Moving backwards without force."),
+            422: _problem("Beyond the stream's last offset."),
+        },
+    )
+    def put(self, request, name, consumer):
+        stream = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.change_consumerposition",)
+        )
+        body = _strict_body(self.body_object(), required={"offset"}, optional={"force"})
+        force = body.get("force", False)
+        if not isinstance(force, bool):
+            raise ValidationFailed(
+                "force must be true or false.", errors=[{"path": "/force", "message": "must be a boolean."}]
+            )
+        may_force = self.principal.service is None or stream.owner_id == self.principal.service.pk
+        position = services.consumer_position_set(
+            stream=stream,
+            consumer=consumer,
+            offset=body["offset"],
+            actor=self.actor,
+            force=force,
+            may_force=may_force,
+        )
+        return Response(self._position_body(stream, position))

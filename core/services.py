@@ -14,6 +14,7 @@ from core.errors import (
     Conflict,
     Forbidden,
     NotFound,
+    NucleusError,
     PreconditionFailed,
     PreconditionRequired,
     ValidationFailed,
@@ -274,14 +275,17 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
             f"{locked.name!r} is the change stream of {', '.join(sources)}; unset it there first.",
             code="stream_in_use",
         )
-    count = Record.objects.filter(collection=locked).count()
+    if locked.kind == CollectionKind.STREAM:  # events are never deleted through the API: ask an operator
+        count, held = Event.objects.filter(stream=locked).count(), "events"
+    else:
+        count, held = Record.objects.filter(collection=locked).count(), "records"
     if count and not force:
         raise Conflict(
-            f"Collection {locked.name!r} still holds {count} records; delete them first, or ask an operator.",
+            f"Collection {locked.name!r} still holds {count} {held}; delete them first, or ask an operator.",
             code="collection_not_empty",
             count=count,
         )
-    if count:
+    if count and held == "records":
         state = WriteState(schema=None, change_stream_id=locked.change_stream_id)
         now, batch = timezone.now(), []
         records = Record.objects.select_for_update(of=("self",)).filter(collection=locked).order_by("key")
@@ -1031,3 +1035,133 @@ def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> 
         )
     deleted, _ = Event.objects.filter(stream=stream, offset__lt=before).delete()
     return deleted
+
+
+# --- transactions ----------------------------------------------------------------------------------
+
+TRANSACTION_OPS = ("create", "put", "patch", "delete", "append")
+_OP_FIELDS = {
+    "create": ({"op", "collection", "data"}, {"key"}),
+    "put": ({"op", "collection", "key", "data"}, {"if_match"}),
+    "patch": ({"op", "collection", "key", "data"}, {"if_match"}),
+    "delete": ({"op", "collection", "key"}, {"if_match"}),
+    "append": ({"op", "collection", "events"}, {"expected_last_offset"}),
+}
+
+
+def _op_if_match(value, path: str) -> IfMatch:
+    """A transaction's if_match: a version number, "*", or an ETag string such as '"3"'."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return frozenset({value})
+    if value == "*":
+        return "*"
+    if isinstance(value, str) and value.strip('"').isdigit() and value.isascii():
+        return frozenset({int(value.strip('"'))})
+    raise ValidationFailed(
+        'if_match must be a version number, "*" or an ETag such as "\\"3\\"".',
+        errors=[{"path": f"{path}/if_match", "message": "is not a version or an ETag."}],
+    )
+
+
+def _with_operation(exc: NucleusError, index: int) -> NucleusError:
+    """Point a refusal at the operation that caused it: `operation` and errors under /operations/i."""
+    exc.extra["operation"] = index
+    exc.extra.pop("index", None)
+    if exc.errors:
+        exc.errors = [{**error, "path": f"/operations/{index}{error['path']}"} for error in exc.errors]
+    exc.detail = f"Operation {index}: {exc.detail}"
+    return exc
+
+
+@transaction.atomic
+def transaction_execute(*, operations, actor: Actor, resolve) -> list[dict]:
+    """Apply up to 1000 record and event operations across collections, all or nothing.
+
+    `resolve(name, op)` returns the collection the caller may write (raising 404/403 as the API
+    would). The first failing operation's refusal is raised with `operation` = its index; nothing is
+    applied then. Each operation keeps its own preconditions, schema validation, history and change
+    events.
+    """
+    if not isinstance(operations, list) or not operations:
+        raise ValidationFailed(
+            "operations must be a non-empty list.",
+            errors=[{"path": "/operations", "message": "must be a non-empty list."}],
+        )
+    if len(operations) > settings.NUCLEUS_MAX_BATCH:
+        raise ValidationFailed(
+            f"At most {settings.NUCLEUS_MAX_BATCH} operations per transaction.",
+            code="too_many_items",
+            errors=[{"path": "/operations", "message": f"has {len(operations)} items."}],
+        )
+    results = []
+    for index, operation in enumerate(operations):
+        try:
+            results.append(_execute_operation(operation, actor, resolve))
+        except NucleusError as exc:
+            raise _with_operation(exc, index) from None
+    return results
+
+
+def _execute_operation(operation, actor: Actor, resolve) -> dict:
+    if not isinstance(operation, dict):
+        raise ValidationFailed(
+            "An operation must be an object.", errors=[{"path": "", "message": "must be an object."}]
+        )
+    op = operation.get("op")
+    if op not in TRANSACTION_OPS:
+        raise ValidationFailed(
+            "op must be one of " + ", ".join(TRANSACTION_OPS) + ".",
+            errors=[{"path": "/op", "message": "is not a known operation."}],
+        )
+    required, optional = _OP_FIELDS[op]
+    problems = [
+        {"path": f"/{name}", "message": "unknown field."}
+        for name in sorted(set(operation) - required - optional)
+    ]
+    problems += [
+        {"path": f"/{name}", "message": "is required."} for name in sorted(required - set(operation))
+    ]
+    if problems:
+        raise ValidationFailed(f"The {op} operation is invalid.", errors=problems)
+    name = operation["collection"]
+    if not isinstance(name, str):
+        raise ValidationFailed(
+            "collection must be a name.", errors=[{"path": "/collection", "message": "must be a string."}]
+        )
+    collection = resolve(name, op)
+    if op == "append":
+        appended = stream_append(
+            stream=collection,
+            events=operation["events"],
+            actor=actor,
+            expected_last_offset=operation.get("expected_last_offset"),
+        )
+        return {
+            "op": op,
+            "collection": name,
+            "first_offset": appended.first_offset,
+            "last_offset": appended.last_offset,
+            "events": [{"id": event_id, "offset": offset} for event_id, offset in appended.events],
+        }
+    if_match = _op_if_match(operation.get("if_match"), "")
+    key = operation.get("key")
+    if op == "create":
+        record, created = (
+            record_create(collection=collection, key=key, data=operation["data"], actor=actor),
+            True,
+        )
+    elif op == "put":
+        record, created = record_put(
+            collection=collection, key=key, data=operation["data"], actor=actor, if_match=if_match
+        )
+    elif op == "patch":
+        record = record_patch(
+            collection=collection, key=key, patch=operation["data"], actor=actor, if_match=if_match
+        )
+        created = False
+    else:
+        record_delete(collection=collection, key=key, actor=actor, if_match=if_match)
+        return {"op": op, "collection": name, "key": key, "deleted": True}
+    return {"op": op, "collection": name, "key": record.key, "version": record.version, "created": created}

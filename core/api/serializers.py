@@ -231,3 +231,39 @@ class ConsumerPositionSerializer(serializers.Serializer):
 class ConsumerUpdateSerializer(StrictSerializer):
     offset = serializers.IntegerField(min_value=0)
     force = serializers.BooleanField(required=False, default=False)
+
+
+class TransactionOperationSerializer(serializers.Serializer):
+    """One operation; which fields it takes depends on op."""
+
+    op = serializers.ChoiceField(choices=["create", "put", "patch", "delete", "append"])
+    collection = serializers.CharField()
+    key = serializers.CharField(required=False, help_text="create (optional), put, patch, delete.")
+    data = serializers.JSONField(required=False, help_text="create, put; patch: a JSON merge patch.")
+    if_match = serializers.CharField(
+        required=False, help_text='put, patch, delete: a version, "*" or "\\"3\\"".'
+    )
+    events = EventInSerializer(many=True, required=False, help_text="append: 1 to 1000 events.")
+    expected_last_offset = serializers.IntegerField(required=False, help_text="append.")
+
+
+class TransactionRequestSerializer(serializers.Serializer):
+    operations = TransactionOperationSerializer(
+        many=True, help_text="1 to 1000 operations, applied in order."
+    )
+
+
+class TransactionResultItemSerializer(serializers.Serializer):
+    op = serializers.CharField()
+    collection = serializers.CharField()
+    key = serializers.CharField(required=False)
+    version = serializers.IntegerField(required=False)
+    created = serializers.BooleanField(required=False)
+    deleted = serializers.BooleanField(required=False)
+    first_offset = serializers.IntegerField(required=False)
+    last_offset = serializers.IntegerField(required=False)
+    events = AppendedEventSerializer(many=True, required=False)
+
+
+class TransactionResultSerializer(serializers.Serializer):
+    results = TransactionResultItemSerializer(many=True)

@@ -35,4 +35,5 @@ urlpatterns = [
         views.ConsumerDetailView.as_view(),
         "consumer-detail",
     ),
+    *route("transactions/", views.TransactionView.as_view(), "transaction-list"),
 ]

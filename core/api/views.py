@@ -699,3 +699,40 @@ class ConsumerDetailView(NucleusAPIView):
             may_force=may_force,
         )
         return Response(self._position_body(stream, position))
+
+
+# --- transactions --------------------------------------------------------------------------------
+
+_OP_PERMS = {
+    "create": ("core.add_record",),
+    "put": ("core.add_record", "core.change_record"),
+    "patch": ("core.change_record",),
+    "delete": ("core.delete_record",),
+    "append": ("core.add_event",),
+}
+
+
+class TransactionView(NucleusAPIView):
+    @extend_schema(
+        operation_id="transactions_execute",
+        request=s.TransactionRequestSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            200: s.TransactionResultSerializer,
+            **WRITE_ERRORS,
+            412: _problem("A precondition of the failing operation did not hold; `operation` names it."),
+            428: _problem("An operation needs if_match on a collection that requires it."),
+        },
+    )
+    def post(self, request):
+        body = _strict_body(self.body_object(), required={"operations"})
+
+        def resolve(name: str, op: str) -> Collection:
+            return selectors.collection_for(
+                principal=self.principal, name=name, need=Need.WRITE, perms=_OP_PERMS[op]
+            )
+
+        results = services.transaction_execute(
+            operations=body["operations"], actor=self.actor, resolve=resolve
+        )
+        return Response({"results": results})

@@ -612,3 +612,34 @@ def test_an_idempotency_key_reused_for_another_append_is_a_422(owner, stream):
 
     assert_problem(response, 422, "idempotency_key_reused")
     assert stream_state(stream) == before
+
+
+# --- deleting a stream ---------------------------------------------------------------------------
+
+
+def test_an_empty_stream_is_deleted_by_its_owner(owner, stream):
+    response = owner.delete(reverse("collection-detail", args=["events"]))
+
+    assert response.status_code == 204
+    assert not Collection.objects.filter(name="events").exists()
+
+
+def test_a_stream_holding_events_is_not_deleted_by_its_owner(owner, stream):
+    append(stream, 3)
+    before = stream_state(stream)
+
+    response = owner.delete(reverse("collection-detail", args=["events"]))
+
+    body = assert_problem(response, 409, "collection_not_empty")
+    assert body["count"] == 3
+    assert stream_state(stream) == before
+
+
+def test_an_operator_may_delete_a_stream_holding_events(operator, stream):
+    append(stream, 3)
+
+    response = operator.delete(reverse("collection-detail", args=["events"]))
+
+    assert response.status_code == 204, response.content
+    assert not Collection.objects.filter(name="events").exists()
+    assert not Event.objects.exists()

@@ -41,6 +41,10 @@ class PreconditionFailed(NucleusError):
     status, code, title = 412, "precondition_failed", "Precondition failed"
 
 
+class ContentTooLarge(NucleusError):
+    status, code, title = 413, "content_too_large", "Content too large"
+
+
 class ValidationFailed(NucleusError):
     status, code, title = 422, "validation_failed", "Validation failed"
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from core.errors import (
     Conflict,
+    ContentTooLarge,
     Forbidden,
     NotFound,
     NucleusError,
@@ -698,6 +699,9 @@ def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
                     "no data", errors=[{"path": f"{path}/data", "message": "is required."}]
                 )
             check_record_data(item["data"], path=f"{path}/data")
+        except ContentTooLarge as exc:
+            exc.extra["index"] = index
+            raise
         except ValidationFailed as exc:
             errors.extend(exc.errors or [{"path": path, "message": exc.detail}])
             continue
@@ -858,6 +862,9 @@ def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
         else:
             try:
                 check_record_data(event["data"], path=f"{path}/data")
+            except ContentTooLarge as exc:
+                exc.extra["index"] = index
+                raise
             except ValidationFailed as exc:
                 errors.extend(exc.errors or [{"path": f"{path}/data", "message": exc.detail}])
         prepared.append((event_id, event_type, event.get("data")))

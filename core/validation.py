@@ -5,7 +5,7 @@ import math
 
 from django.conf import settings
 
-from core.errors import ValidationFailed
+from core.errors import ContentTooLarge, ValidationFailed
 
 
 def _escape(part: str) -> str:
@@ -64,7 +64,7 @@ def check_record_data(data, *, path: str = "/data") -> int:
     size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
     if size > settings.NUCLEUS_MAX_RECORD_BYTES:
         message = f"is {size} bytes serialized; the limit is {settings.NUCLEUS_MAX_RECORD_BYTES}."
-        raise ValidationFailed(
+        raise ContentTooLarge(
             f"{path} {message}", code="record_too_large", errors=[{"path": path, "message": message}]
         )
     return size

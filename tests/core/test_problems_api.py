@@ -265,7 +265,7 @@ def test_a_missing_field_is_named(owner, unchanged):
 
 def test_record_data_over_1_mib_gets_422(owner, unchanged):
     response = owner.post(records_url(), {"key": "big", "data": {"blob": "x" * (MIB + 1)}}, format="json")
-    body = assert_problem(response, 422, "record_too_large")
+    body = assert_problem(response, 413, "record_too_large")
     assert body["errors"][0]["path"] == "/data"
     assert not Record.objects.filter(key="big").exists()
 

@@ -9,7 +9,14 @@ from django.test import override_settings
 from reversion.models import Revision, Version
 
 from core import services
-from core.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired, ValidationFailed
+from core.errors import (
+    Conflict,
+    ContentTooLarge,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    ValidationFailed,
+)
 from core.history import history_entry, serialize_record
 from core.models import Record, RecordTombstone, WriteMeta, record_pk
 from core.principals import Actor
@@ -461,16 +468,17 @@ def test_check_record_data_allows_one_mebibyte_and_no_more():
     overhead = len('{"s":""}')
 
     assert check_record_data({"s": "x" * (MIB - overhead)}) == MIB
-    with pytest.raises(ValidationFailed) as raised:
+    with pytest.raises(ContentTooLarge) as raised:
         check_record_data({"s": "x" * (MIB - overhead + 1)})
     assert raised.value.code == "record_too_large"
+    assert raised.value.status == 413
 
 
 def test_check_record_data_counts_utf8_bytes():
     overhead = len('{"s":""}')
 
     assert check_record_data({"s": "é" * ((MIB - overhead) // 2)}) == MIB
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(ContentTooLarge):
         check_record_data({"s": "é" * ((MIB - overhead) // 2) + "x"})
 
 

@@ -179,7 +179,7 @@ def test_it_rejects_malformed_json(owner, items):
 def test_it_rejects_data_over_one_mebibyte(owner, items):
     response = owner.post(records_url(), {"key": "big", "data": {"s": "x" * (1024 * 1024)}}, format="json")
 
-    body = assert_problem(response, 422, "record_too_large")
+    body = assert_problem(response, 413, "record_too_large")
     assert error_paths(body) == ["/data"]
     assert not Record.objects.exists()
 

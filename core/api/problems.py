@@ -4,6 +4,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -26,6 +27,7 @@ _DRF_CODES = {
     415: ("unsupported_media_type", "Unsupported media type"),
     429: ("throttled", "Too many requests"),
     500: ("internal_error", "Internal server error"),
+    503: ("unavailable", "Service unavailable"),
 }
 
 
@@ -81,6 +83,25 @@ def _validation_errors(detail, path: str = "") -> list[dict]:
     return [{"path": path, "message": str(detail)}]
 
 
+# PostgreSQL SQLSTATEs that say "try again", not "Nucleus is broken".
+_RETRYABLE = {"40001": "serialization failure", "40P01": "deadlock", "55P03": "lock not available"}
+
+
+def database_problem(exc: DatabaseError) -> tuple[int, dict, str] | None:
+    """A problem for a database error a client can act on: 409 to retry a conflict, 503 when unavailable."""
+    sqlstate = getattr(exc.__cause__, "sqlstate", None) or ""
+    if sqlstate in _RETRYABLE:
+        detail = f"The request collided with a concurrent one ({_RETRYABLE[sqlstate]}); nothing was written."
+        return 409, problem(409, detail, code="concurrent_write", title="Conflict"), "1"
+    if sqlstate == "57014":  # statement timeout or cancel
+        detail = "The database took too long to answer; nothing was written. Retry later."
+        return 503, problem(503, detail, code="database_timeout", title="Service unavailable"), "5"
+    if isinstance(exc, OperationalError | InterfaceError) or sqlstate.startswith(("08", "57P")):
+        detail = "The database is unavailable; nothing was written. Retry later."
+        return 503, problem(503, detail, code="database_unavailable", title="Service unavailable"), "5"
+    return None
+
+
 def exception_handler(exc, context):
     """DRF's exception handler, answering in problem details; unexpected errors become a bare 500."""
     headers = {}
@@ -112,6 +133,17 @@ def exception_handler(exc, context):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         body = problem(exc.status_code, detail, code=code)
         return Response(body, status=exc.status_code, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
+    if isinstance(exc, DatabaseError):
+        mapped = database_problem(exc)
+        if mapped is not None:
+            status_code, body, retry_after = mapped
+            logger.warning("Database refused a request: %s", body["code"], exc_info=exc)
+            return Response(
+                body,
+                status=status_code,
+                content_type=PROBLEM_CONTENT_TYPE,
+                headers={"Retry-After": retry_after},
+            )
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__ if context else "?")
     body = problem(500, "Nucleus failed to handle this request; it has been logged with the request id.")
     return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR, content_type=PROBLEM_CONTENT_TYPE)

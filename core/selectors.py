@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +14,8 @@ from django.db import connection
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 
-from core.errors import BadRequest, Forbidden, NotFound
-from core.models import Access, Collection, ConsumerPosition, Event, Grant, Record, ServiceToken
+from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from core.models import KEY_PATTERN, Access, Collection, ConsumerPosition, Event, Grant, Record, ServiceToken
 from core.principals import Principal
 from core.tokens import token_hash
 
@@ -91,6 +92,7 @@ def record_get(*, collection: Collection, key: str) -> Record:
 
 # --- listing -------------------------------------------------------------------------------------
 
+KEY_RE = re.compile(KEY_PATTERN[:-1] + r"\Z")
 ORDERINGS = ("key", "-key", "updated_at", "-updated_at")
 
 
@@ -357,14 +359,20 @@ def _wait_postgresql(stream_id: int, after: int, deadline: float) -> None:
         ).fetchone()
         if found is None or found[0] > after:
             return
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            for _ in listener.notifies(timeout=remaining, stop_after=1):
-                break
+        # Each notification carries the new last offset: one that does not pass `after` is no event for us.
+        while (remaining := deadline - time.monotonic()) > 0:
+            for notify in listener.notifies(timeout=remaining, stop_after=1):
+                if int(notify.payload) > after:
+                    return
 
 
 def consumer_position_get(*, stream: Collection, consumer: str) -> ConsumerPosition:
     """The consumer's stored position, or an unsaved one at offset 0 (nothing processed yet)."""
     _require_stream(stream)
+    if not KEY_RE.fullmatch(consumer):
+        raise ValidationFailed(
+            "A consumer name follows the record key rules: 1 to 200 of A-Z a-z 0-9 . _ : -.",
+            code="invalid_key",
+        )
     position = ConsumerPosition.objects.filter(stream=stream, consumer=consumer).first()
     return position or ConsumerPosition(stream=stream, consumer=consumer, offset=0, updated_at=None)

@@ -41,12 +41,21 @@ def tracked(items, changes):
 
 def change_events(stream) -> list[tuple]:
     """(offset, type, data, producer) of every event of stream, by offset."""
-    return list(Event.objects.filter(stream=stream).order_by("offset").values_list("offset", "type", "data", "producer"))
+    return list(
+        Event.objects.filter(stream=stream)
+        .order_by("offset")
+        .values_list("offset", "type", "data", "producer")
+    )
 
 
 def change(offset: int, kind: str, key: str, version: int, data: dict, producer="service:writer") -> tuple:
     """The event a write of record key (at version, with data) of `items` appends."""
-    return (offset, f"record.{kind}", {"collection": "items", "key": key, "version": version, "data": data}, producer)
+    return (
+        offset,
+        f"record.{kind}",
+        {"collection": "items", "key": key, "version": version, "data": data},
+        producer,
+    )
 
 
 def seed(collection, records: dict) -> None:
@@ -94,7 +103,9 @@ def test_a_change_stream_must_be_a_stream_of_the_same_owner(owner, writer, items
     make_stream(writer.service, "foreign")
     url = reverse("collection-detail", args=["items"])
 
-    created = owner.post(reverse("collection-list"), {"name": "orders", "change_stream": target}, format="json")
+    created = owner.post(
+        reverse("collection-list"), {"name": "orders", "change_stream": target}, format="json"
+    )
     patched = owner.patch(url, {"change_stream": target}, format="json")
 
     assert error_paths(assert_problem(created, 422, code)) == ["/change_stream"]
@@ -105,9 +116,13 @@ def test_a_change_stream_must_be_a_stream_of_the_same_owner(owner, writer, items
 
 def test_a_stream_cannot_have_a_change_stream(owner, changes):
     created = owner.post(
-        reverse("collection-list"), {"name": "more", "kind": "stream", "change_stream": "changes"}, format="json"
+        reverse("collection-list"),
+        {"name": "more", "kind": "stream", "change_stream": "changes"},
+        format="json",
     )
-    patched = owner.patch(reverse("collection-detail", args=["changes"]), {"change_stream": "changes"}, format="json")
+    patched = owner.patch(
+        reverse("collection-detail", args=["changes"]), {"change_stream": "changes"}, format="json"
+    )
 
     assert error_paths(assert_problem(created, 422, "change_stream_on_stream")) == ["/change_stream"]
     assert error_paths(assert_problem(patched, 422, "change_stream_on_stream")) == ["/change_stream"]
@@ -116,7 +131,9 @@ def test_a_stream_cannot_have_a_change_stream(owner, changes):
 
 
 def test_only_the_owner_or_an_operator_sets_the_change_stream(writer, items, changes):
-    response = writer.patch(reverse("collection-detail", args=["items"]), {"change_stream": "changes"}, format="json")
+    response = writer.patch(
+        reverse("collection-detail", args=["items"]), {"change_stream": "changes"}, format="json"
+    )
 
     assert_problem(response, 403, "forbidden")
     assert Collection.objects.get(name="items").change_stream_id is None
@@ -211,10 +228,14 @@ def test_bulk_upsert_appends_created_and_updated_events_in_request_order(writer,
 
 
 def test_bulk_with_generated_keys_names_each_key(writer, tracked, changes):
-    response = writer.post(bulk_url(), {"mode": "insert", "records": [{"data": {"i": i}} for i in range(3)]}, format="json")
+    response = writer.post(
+        bulk_url(), {"mode": "insert", "records": [{"data": {"i": i}} for i in range(3)]}, format="json"
+    )
 
     keys = [item["key"] for item in response.json()["results"]]
-    assert change_events(changes) == [change(i + 1, "created", key, 1, {"i": i}) for i, key in enumerate(keys)]
+    assert change_events(changes) == [
+        change(i + 1, "created", key, 1, {"i": i}) for i, key in enumerate(keys)
+    ]
 
 
 def test_revert_appends_record_updated_with_the_old_data(writer, tracked, changes):
@@ -264,7 +285,11 @@ def test_every_kind_of_write_in_turn_gets_gapless_offsets_and_distinct_event_ids
     writer.post(records_url(), {"key": "a", "data": {"n": 1}}, format="json")
     writer.put(record_url("b"), {"data": {"n": 1}}, format="json")
     writer.patch(record_url("a"), {"data": {"n": 2}}, format="json")
-    writer.post(bulk_url(), {"mode": "upsert", "records": [{"key": "a", "data": {"n": 3}}, {"key": "c", "data": {}}]}, format="json")
+    writer.post(
+        bulk_url(),
+        {"mode": "upsert", "records": [{"key": "a", "data": {"n": 3}}, {"key": "c", "data": {}}]},
+        format="json",
+    )
     writer.delete(record_url("b"))
     writer.post(revert_url("b"), {"version": 1}, format="json")
 
@@ -288,7 +313,12 @@ def test_the_change_events_are_readable_through_the_events_api(owner, writer, tr
     body = owner.get(reverse("event-list", args=["changes"])).json()
 
     assert [(e["offset"], e["type"], e["data"], e["producer"]) for e in body["results"]] == [
-        (1, "record.created", {"collection": "items", "key": "a", "version": 1, "data": {"n": 1}}, "service:writer")
+        (
+            1,
+            "record.created",
+            {"collection": "items", "key": "a", "version": 1, "data": {"n": 1}},
+            "service:writer",
+        )
     ]
     assert uuid.UUID(body["results"][0]["id"])
 
@@ -329,20 +359,98 @@ def bound(owner, tracked):
 
 FAILED_WRITES = [
     # (description, method, url, body, headers, status, code)
-    ("create of an existing key", "post", records_url(), {"key": "ann", "data": {"name": "A"}}, {}, 409, "record_exists"),
-    ("create against the schema", "post", records_url(), {"key": "bob", "data": {"name": 5}}, {}, 422, "schema_validation_failed"),
+    (
+        "create of an existing key",
+        "post",
+        records_url(),
+        {"key": "ann", "data": {"name": "A"}},
+        {},
+        409,
+        "record_exists",
+    ),
+    (
+        "create against the schema",
+        "post",
+        records_url(),
+        {"key": "bob", "data": {"name": 5}},
+        {},
+        422,
+        "schema_validation_failed",
+    ),
     ("create with data not an object", "post", records_url(), {"key": "bob", "data": [1]}, {}, 422, None),
     ("put with a stale If-Match", "put", record_url("ann"), {"data": {"name": "A"}}, if_match(7), 412, None),
-    ("put with If-None-Match on an existing record", "put", record_url("ann"), {"data": {"name": "A"}}, {"HTTP_IF_NONE_MATCH": "*"}, 412, None),
-    ("put against the schema", "put", record_url("ann"), {"data": {"age": -1}}, {}, 422, "schema_validation_failed"),
-    ("patch against the schema", "patch", record_url("ann"), {"data": {"age": "old"}}, {}, 422, "schema_validation_failed"),
+    (
+        "put with If-None-Match on an existing record",
+        "put",
+        record_url("ann"),
+        {"data": {"name": "A"}},
+        {"HTTP_IF_NONE_MATCH": "*"},
+        412,
+        None,
+    ),
+    (
+        "put against the schema",
+        "put",
+        record_url("ann"),
+        {"data": {"age": -1}},
+        {},
+        422,
+        "schema_validation_failed",
+    ),
+    (
+        "patch against the schema",
+        "patch",
+        record_url("ann"),
+        {"data": {"age": "old"}},
+        {},
+        422,
+        "schema_validation_failed",
+    ),
     ("patch with a stale If-Match", "patch", record_url("ann"), {"data": {"age": 4}}, if_match(2), 412, None),
-    ("patch of a missing record", "patch", record_url("zed"), {"data": {"age": 4}}, {}, 404, "record_not_found"),
+    (
+        "patch of a missing record",
+        "patch",
+        record_url("zed"),
+        {"data": {"age": 4}},
+        {},
+        404,
+        "record_not_found",
+    ),
     ("delete with a stale If-Match", "delete", record_url("ann"), None, if_match(2), 412, None),
     ("delete of a missing record", "delete", record_url("zed"), None, {}, 404, "record_not_found"),
-    ("bulk insert with one invalid item", "post", bulk_url(), {"mode": "insert", "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "b2", "data": 3}]}, {}, 422, None),
-    ("bulk upsert with one item against the schema", "post", bulk_url(), {"mode": "upsert", "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "b2", "data": {"age": 1}}]}, {}, 422, "schema_validation_failed"),
-    ("bulk insert of an existing key", "post", bulk_url(), {"mode": "insert", "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "ann", "data": {"name": "A"}}]}, {}, 409, "record_exists"),
+    (
+        "bulk insert with one invalid item",
+        "post",
+        bulk_url(),
+        {"mode": "insert", "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "b2", "data": 3}]},
+        {},
+        422,
+        None,
+    ),
+    (
+        "bulk upsert with one item against the schema",
+        "post",
+        bulk_url(),
+        {
+            "mode": "upsert",
+            "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "b2", "data": {"age": 1}}],
+        },
+        {},
+        422,
+        "schema_validation_failed",
+    ),
+    (
+        "bulk insert of an existing key",
+        "post",
+        bulk_url(),
+        {
+            "mode": "insert",
+            "records": [{"key": "b1", "data": {"name": "B"}}, {"key": "ann", "data": {"name": "A"}}],
+        },
+        {},
+        409,
+        "record_exists",
+    ),
     ("revert with a stale If-Match", "post", revert_url("ann"), {"version": 1}, if_match(5), 412, None),
     ("revert to an unknown version", "post", revert_url("ann"), {"version": 9}, {}, 404, "version_not_found"),
 ]
@@ -353,7 +461,9 @@ FAILED_WRITES = [
     [case[1:] for case in FAILED_WRITES],
     ids=[case[0] for case in FAILED_WRITES],
 )
-def test_a_failed_write_leaves_no_change_event(writer, bound, changes, method, url, body, headers, status, code):
+def test_a_failed_write_leaves_no_change_event(
+    writer, bound, changes, method, url, body, headers, status, code
+):
     events_before, records_before = change_events(changes), db_state(bound)
     assert len(events_before) == 1
 
@@ -372,7 +482,9 @@ def test_a_write_refused_for_missing_if_match_leaves_no_change_event(owner, writ
 
     assert_problem(writer.put(record_url("a"), {"data": {"n": 2}}, format="json"), 428)
     assert_problem(writer.delete(record_url("a")), 428)
-    assert_problem(writer.post(bulk_url(), {"mode": "upsert", "records": [{"key": "a", "data": {}}]}, format="json"), 428)
+    assert_problem(
+        writer.post(bulk_url(), {"mode": "upsert", "records": [{"key": "a", "data": {}}]}, format="json"), 428
+    )
     assert change_events(changes) == before
 
 

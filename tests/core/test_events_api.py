@@ -110,7 +110,9 @@ def test_a_later_append_continues_after_the_last_offset(owner, stream):
 
 
 def test_an_event_without_id_gets_a_generated_uuid(owner, stream):
-    response = post(owner, [event("no.id", {"x": 1}, event_id=False), {"type": "null.id", "data": {}, "id": None}])
+    response = post(
+        owner, [event("no.id", {"x": 1}, event_id=False), {"type": "null.id", "data": {}, "id": None}]
+    )
 
     assert response.status_code == 201, response.content
     generated = [item["id"] for item in response.json()["events"]]
@@ -143,10 +145,8 @@ def test_a_thousand_events_are_appended_in_one_request(owner, stream):
     body = response.json()
     assert (body["first_offset"], body["last_offset"]) == (1, 1000)
     assert [item["offset"] for item in body["events"]] == list(range(1, 1001))
-    assert list(Event.objects.filter(stream=stream).order_by("offset").values_list("offset", flat=True)) == list(
-        range(1, 1001)
-    )
-    assert [data["n"] for data in Event.objects.filter(stream=stream).order_by("offset").values_list("data", flat=True)] == list(range(1000))
+    rows = Event.objects.filter(stream=stream).order_by("offset").values_list("offset", "data")
+    assert [(offset, data["n"]) for offset, data in rows] == [(n + 1, n) for n in range(1000)]
 
 
 def test_more_than_1000_events_is_a_422_and_appends_nothing(owner, stream):
@@ -199,7 +199,9 @@ def test_the_body_must_hold_events_and_no_unknown_fields(owner, stream):
         ("not an object", "/events/3"),
     ],
 )
-def test_an_invalid_event_is_a_422_naming_its_path_and_index_and_nothing_is_appended(owner, stream, bad, path):
+def test_an_invalid_event_is_a_422_naming_its_path_and_index_and_nothing_is_appended(
+    owner, stream, bad, path
+):
     append(stream, 2)
     before = stream_state(stream)
     events = [event(), event(), event(), bad, event()]
@@ -219,6 +221,17 @@ def test_every_invalid_event_is_listed_and_index_names_the_first(owner, stream):
     body = assert_problem(response, 422)
     assert error_paths(body) == ["/events/1/type", "/events/3/data"]
     assert body["index"] == 1
+    assert stored_events(stream) == []
+
+
+def test_an_event_with_data_over_1_mib_is_a_413_naming_its_index_and_nothing_is_appended(owner, stream):
+    huge = {"blob": "x" * (1024 * 1024)}
+
+    response = post(owner, [event(), event("big", huge), event()])
+
+    body = assert_problem(response, 413, "record_too_large")
+    assert body["index"] == 1
+    assert error_paths(body) == ["/events/1/data"]
     assert stored_events(stream) == []
 
 
@@ -277,7 +290,10 @@ def test_a_retry_of_a_whole_request_returns_the_original_offsets_and_appends_not
 
     assert retry.status_code == 201
     assert retry.json() == first.json()
-    assert retry.json()["events"] == [{"id": batch[0]["id"], "offset": 1}, {"id": batch[1]["id"], "offset": 2}]
+    assert retry.json()["events"] == [
+        {"id": batch[0]["id"], "offset": 1},
+        {"id": batch[1]["id"], "offset": 2},
+    ]
     assert stream_state(stream) == before
 
 
@@ -338,7 +354,9 @@ def test_a_differing_expected_last_offset_is_a_409_with_the_actual_one_and_appen
     assert stream_state(stream) == before
 
 
-def test_a_retry_whose_events_are_all_in_the_stream_succeeds_despite_a_stale_expected_last_offset(owner, stream):
+def test_a_retry_whose_events_are_all_in_the_stream_succeeds_despite_a_stale_expected_last_offset(
+    owner, stream
+):
     batch = [event("first"), event("first")]
     assert post(owner, batch, expected_last_offset=0).status_code == 201
     assert post(owner, [event("later")], expected_last_offset=2).status_code == 201
@@ -347,7 +365,10 @@ def test_a_retry_whose_events_are_all_in_the_stream_succeeds_despite_a_stale_exp
     retry = post(owner, batch, expected_last_offset=0)
 
     assert retry.status_code == 201, retry.content
-    assert retry.json()["events"] == [{"id": batch[0]["id"], "offset": 1}, {"id": batch[1]["id"], "offset": 2}]
+    assert retry.json()["events"] == [
+        {"id": batch[0]["id"], "offset": 1},
+        {"id": batch[1]["id"], "offset": 2},
+    ]
     assert stream_state(stream) == before
 
 

@@ -14,6 +14,7 @@ connections are open (overwriting the file, as dbbackup does, is not).
 import gzip
 import hashlib
 import os
+import re
 import shlex
 import shutil
 import sqlite3
@@ -21,7 +22,7 @@ import subprocess
 import tempfile
 import types
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def connector_for(alias: str, *, exclude=(), schemas=()):
 def _run(cmd: list[str], env: dict, what: str) -> None:
     with tempfile.TemporaryFile() as errors:
         try:
-            result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env)  # noqa: S603
+            result = subprocess.run(  # noqa: S603 (a list of arguments, no shell)
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, env=env
+            )
         except OSError as exc:
             raise DumpError(f"{what} could not start {cmd[0]}: {exc}") from exc
         if result.returncode != 0:
@@ -226,7 +229,8 @@ class PostgresConnector(PgDumpBinaryConnector):
             """
             SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-              AND n.nspname NOT LIKE 'pg\\_%%' AND (cardinality(%s::text[]) = 0 OR n.nspname = ANY(%s::text[]))
+              AND n.nspname NOT LIKE 'pg\\_%%'
+              AND (cardinality(%s::text[]) = 0 OR n.nspname = ANY(%s::text[]))
               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                               AND d.objid = c.oid AND d.deptype = 'e')
             ORDER BY 1, 2
@@ -240,12 +244,14 @@ class PostgresConnector(PgDumpBinaryConnector):
         if not tables:
             return {}
         counted = [
-            (schema, table) for schema, table in tables if table not in excluded and f"{schema}.{table}" not in excluded
+            (schema, table)
+            for schema, table in tables
+            if table not in excluded and f"{schema}.{table}" not in excluded
         ]
         counts = dict.fromkeys((_table_key(schema, table) for schema, table in tables), 0)
         if counted:
             union = " UNION ALL ".join(
-                f"SELECT {_sql_literal(_table_key(schema, table))}, count(*) FROM "
+                f"SELECT {_sql_literal(_table_key(schema, table))}, count(*) FROM "  # noqa: S608 (quoted)
                 f"{_quote_ident(schema)}.{_quote_ident(table)}"
                 for schema, table in counted
             )
@@ -271,17 +277,90 @@ class PostgresConnector(PgDumpBinaryConnector):
         with open(path, "rb") as handle:
             if handle.read(len(PG_MAGIC)) != PG_MAGIC:
                 raise DumpError("the file is not a PostgreSQL custom-format dump")
-        _run([self.restore_cmd, "--list", path], self._env(), "reading the dump's table of contents")
+        self._contents(path)
+
+    def _contents(self, path: str) -> set[tuple[str, str]]:
+        """(schema, name) of the relations (tables, views, sequences) the dump creates, from its TOC."""
+        cmd = [self.restore_cmd, "--list", path]
+        try:
+            listed = subprocess.run(cmd, capture_output=True, env=self._env(), check=False)  # noqa: S603
+        except OSError as exc:
+            raise DumpError(f"pg_restore could not start: {exc}") from exc
+        if listed.returncode != 0:
+            raise DumpError(
+                f"reading the dump's table of contents failed: {one_line(listed.stderr.decode())}"
+            )
+        return {
+            (match["schema"], match["name"])
+            for match in _TOC_RELATION.finditer(listed.stdout.decode(errors="replace"))
+        }
+
+    def _live_extras(self, cursor, dumped: set[tuple[str, str]]) -> bool:
+        """Whether the live schemas hold anything the dump does not create (say, from a newer migration)."""
+        schemas = self.schemas or ["public"]
+        cursor.execute(
+            """
+            SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = ANY(%s::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype IN ('e', 'a', 'i'))
+            UNION ALL
+            SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = ANY(%s::text[])
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                              AND d.objid = p.oid AND d.deptype = 'e')
+            """,
+            [schemas, schemas],
+        )
+        return any((schema, name) not in dumped for schema, name in cursor.fetchall())
 
     # - restore
 
     def restore_from(self, path: str, *, clean: bool = True) -> None:
         """Replace the database's objects with the dump's, in one transaction: all of it, or nothing.
 
-        pg_restore writes the script and psql runs it after a prelude that drops every object of the
-        dumped schemas. psql sees the end of its input only once pg_restore has succeeded; otherwise
-        it is killed with the transaction open, and PostgreSQL rolls everything back.
+        When the live schemas hold only what the dump creates (the usual case), this is dbbackup's own
+        restore: pg_restore --clean --if-exists --single-transaction, as fast as by hand. When they hold
+        more (tables of migrations newer than the dump, which --clean would leave behind or fail to
+        drop under their foreign keys), pg_restore writes the script and psql runs it after a prelude
+        that drops every object of those schemas.
         """
+        if clean:
+            wrapper = self._wrapper()
+            try:
+                with wrapper.cursor() as cursor:
+                    extras = self._live_extras(cursor, self._contents(path))
+            finally:
+                wrapper.close()
+            if extras:
+                self._restore_replacing_everything(path)
+                return
+        with tempfile.TemporaryFile() as errors, open(path, "rb") as dump:
+            cmd_part, pg_env = parse_postgres_settings(self)
+            cmd = [*shlex.split(self.restore_prefix or ""), self.restore_cmd]
+            if self.pg_options:
+                cmd += self.pg_options if isinstance(self.pg_options, list) else shlex.split(self.pg_options)
+            cmd += [*shlex.split(cmd_part), "--single-transaction", "--exit-on-error"]
+            if clean:
+                cmd += ["--clean", "--if-exists"]
+            for schema in self.schemas or ():
+                cmd += ["-n", schema]
+            cmd += shlex.split(self.restore_suffix or "")
+            try:
+                result = subprocess.run(  # noqa: S603 (a list of arguments, no shell)
+                    cmd,
+                    stdin=dump,
+                    stdout=subprocess.DEVNULL,
+                    stderr=errors,
+                    env=self._env(self.restore_env, pg_env),
+                )
+            except OSError as exc:
+                raise DumpError(f"pg_restore could not start: {exc}") from exc
+            if result.returncode != 0:
+                errors.seek(0)
+                raise DumpError(f"the restore failed: {one_line(errors.read().decode(errors='replace'))}")
+
+    def _restore_replacing_everything(self, path: str) -> None:
         cmd_part, pg_env = parse_postgres_settings(self)
         env = self._env(self.restore_env, pg_env)
         restore = [*shlex.split(self.restore_prefix or ""), self.restore_cmd, "--file=-"]
@@ -293,7 +372,7 @@ class PostgresConnector(PgDumpBinaryConnector):
         with tempfile.NamedTemporaryFile("w", suffix=".sql", dir=dbbackup_settings.TMP_DIR) as prelude:
             schemas = self.schemas or ["public"]
             array = "ARRAY[" + ", ".join(_sql_literal(schema) for schema in schemas) + "]::text[]"
-            prelude.write(_PRELUDE.format(lock_timeout=RESTORE_LOCK_TIMEOUT, schemas=array) if clean else "")
+            prelude.write(_PRELUDE.format(lock_timeout=RESTORE_LOCK_TIMEOUT, schemas=array))
             prelude.flush()
             psql = [
                 self.psql_cmd,
@@ -337,6 +416,14 @@ class PostgresConnector(PgDumpBinaryConnector):
             admin.close()
 
 
+# pg_restore --list lines: "<id>; <catalog oid> <oid> TABLE public core_record postgres".
+_TOC_RELATION = re.compile(
+    r"^\d+; \d+ \d+ (?:TABLE|SEQUENCE|VIEW|MATERIALIZED VIEW|FOREIGN TABLE|FUNCTION|PROCEDURE|AGGREGATE) "
+    r"(?!DATA |SET |OWNED BY )(?P<schema>\S+) (?P<name>[^\s(]+)",
+    re.MULTILINE,
+)
+
+
 def _table_key(schema: str, table: str) -> str:
     return table if schema == "public" else f"{schema}.{table}"
 
@@ -345,13 +432,21 @@ def _pipe_all_or_nothing(producer_cmd: list[str], consumer_cmd: list[str], env: 
     with tempfile.TemporaryFile() as produced_errors, tempfile.TemporaryFile() as consumed_errors:
         try:
             consumer = subprocess.Popen(  # noqa: S603
-                consumer_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=consumed_errors, env=env
+                consumer_cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=consumed_errors,
+                env=env,
             )
         except OSError as exc:
             raise DumpError(f"psql could not start: {exc}") from exc
         try:
             producer = subprocess.Popen(  # noqa: S603
-                producer_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=produced_errors, env=env
+                producer_cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=produced_errors,
+                env=env,
             )
         except OSError as exc:
             consumer.kill()
@@ -375,13 +470,13 @@ def _pipe_all_or_nothing(producer_cmd: list[str], consumer_cmd: list[str], env: 
             source = consumed_errors if broken else produced_errors
             source.seek(0)
             raise DumpError(f"the restore failed: {one_line(source.read().decode(errors='replace'))}")
-        try:
+        with suppress(BrokenPipeError):
             consumer.stdin.close()
-        except BrokenPipeError:
-            pass
         if consumer.wait() != 0:
             consumed_errors.seek(0)
-            raise DumpError(f"the restore failed: {one_line(consumed_errors.read().decode(errors='replace'))}")
+            raise DumpError(
+                f"the restore failed: {one_line(consumed_errors.read().decode(errors='replace'))}"
+            )
 
 
 # --- SQLite --------------------------------------------------------------------------------------
@@ -394,7 +489,9 @@ def _sqlite_readonly(path: str) -> sqlite3.Connection:
 def sqlite_facts(path: str, *, database: str) -> DumpFacts:
     """Tables, rows and migrations of an SQLite database file."""
     with closing(_sqlite_readonly(path)) as db:
-        return DumpFacts(database=database, migrations=_sqlite_migrations(db), row_counts=_sqlite_row_counts(db))
+        return DumpFacts(
+            database=database, migrations=_sqlite_migrations(db), row_counts=_sqlite_row_counts(db)
+        )
 
 
 def _sqlite_row_counts(db: sqlite3.Connection) -> dict[str, int]:
@@ -407,14 +504,21 @@ def _sqlite_row_counts(db: sqlite3.Connection) -> dict[str, int]:
     ]
     if not tables:
         return {}
-    union = " UNION ALL ".join(f"SELECT {_sql_literal(name)}, count(*) FROM {_quote_ident(name)}" for name in tables)
+    union = " UNION ALL ".join(
+        f"SELECT {_sql_literal(name)}, count(*) FROM {_quote_ident(name)}"  # noqa: S608 (quoted)
+        for name in tables
+    )
     return dict(sorted(db.execute(union).fetchall()))
 
 
 def _sqlite_migrations(db: sqlite3.Connection) -> list[str]:
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'django_migrations'").fetchone():
+    if not db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'django_migrations'"
+    ).fetchone():
         return []
-    return [f"{app}.{name}" for app, name in db.execute("SELECT app, name FROM django_migrations ORDER BY id")]
+    return [
+        f"{app}.{name}" for app, name in db.execute("SELECT app, name FROM django_migrations ORDER BY id")
+    ]
 
 
 class SqliteConnector(SqliteBackupConnector):
@@ -426,11 +530,20 @@ class SqliteConnector(SqliteBackupConnector):
 
     def dump_to(self, path: str) -> DumpFacts:
         """Copy the live database into path with SQLite's online backup API; read its facts from the copy."""
+        name = str(self.connection.settings_dict["NAME"])
+        live = self._live()
         with closing(sqlite3.connect(path)) as target:
-            self._live().backup(target)
+            if not live.in_transaction:
+                live.backup(target)
+            elif "memory" not in name:
+                # The backup API spins forever on a source connection inside a write transaction (an
+                # idempotent request): read the committed database through a connection of our own.
+                with closing(sqlite3.connect(Path(name).resolve().as_uri() + "?mode=ro", uri=True)) as source:
+                    source.backup(target)
+            else:  # an in-memory database (tests): only this connection sees it, so copy it as SQL
+                target.executescript("\n".join(live.iterdump()))
             # A self-contained file: no -wal or -shm beside it, readable in place.
             target.execute("PRAGMA journal_mode=DELETE")
-        name = str(self.connection.settings_dict["NAME"])
         return sqlite_facts(path, database=Path(name).name if "memory" not in name else name)
 
     def check_readable(self, path: str) -> None:
@@ -460,7 +573,10 @@ class SqliteConnector(SqliteBackupConnector):
         with tempfile.TemporaryDirectory(dir=dbbackup_settings.TMP_DIR) as folder:
             scratch_path = os.path.join(folder, "scratch.sqlite3")
             try:
-                with closing(_sqlite_readonly(path)) as source, closing(sqlite3.connect(scratch_path)) as scratch:
+                with (
+                    closing(_sqlite_readonly(path)) as source,
+                    closing(sqlite3.connect(scratch_path)) as scratch,
+                ):
                     source.backup(scratch)
                     (result,) = scratch.execute("PRAGMA integrity_check").fetchone()
                     if result != "ok":

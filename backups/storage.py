@@ -2,12 +2,12 @@
 
 Layout in the storage of STORAGES["dbbackup"] (a directory by default):
 
-    <dump>                      the dump: nucleus-<engine>-<YYYY-mm-dd-HHMMSS>-<hex>.psql.bin | .sqlite3 [.gz]
-    <dump>.metadata             its manifest (JSON); a superset of django-dbbackup's metadata file, so
-                                dbbackup's own cleanup removes it with the dump and its restore checks the engine
+    <dump>                        nucleus-<engine>-<YYYY-mm-dd-HHMMSS>-<hex>.psql.bin or .sqlite3 [.gz]
+    <dump>.metadata               its manifest (JSON): a superset of django-dbbackup's metadata file,
+                                  so dbbackup's cleanup deletes it with the dump
     journal/verify-<id>-<t>.json  the result of each verification of backup <id>
     journal/restore-<id>.json     each restore attempt
-    .incoming/                  dumps being written (a directory storage only), moved into place when complete
+    .incoming/                    dumps being written (directory storage only), renamed into place
 
 The catalog tables are an index of these files and are rebuilt from them (services.catalog_rebuild).
 """
@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 
 from dbbackup import settings as dbbackup_settings
+from dbbackup.utils import bytes_to_str
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
@@ -104,7 +105,9 @@ def manifest_read(storage: Storage, dump_name: str) -> dict:
             raw = handle.read()
     except (FileNotFoundError, OSError) as exc:
         raise ManifestError(f"the dump {dump_name} has no readable manifest") from exc
-    return manifest_parse(raw, name)
+    manifest = manifest_parse(raw, name)
+    manifest["file"] = dump_name
+    return manifest
 
 
 def manifest_read_local(path: str) -> dict:
@@ -142,9 +145,12 @@ def storage_listing(storage: Storage) -> Listing:
             continue
         try:
             with storage.open(name, "rb") as handle:
-                manifests.append(manifest_parse(handle.read(), name))
+                manifest = manifest_parse(handle.read(), name)
         except (ManifestError, OSError):
             unreadable.append(name)
+            continue
+        manifest["file"] = name.removesuffix(MANIFEST_SUFFIX)  # where it is, whatever it was called
+        manifests.append(manifest)
     dumps = {name for name in files if not name.endswith(MANIFEST_SUFFIX)}
     return Listing(manifests, dumps, unreadable)
 
@@ -175,3 +181,16 @@ def journal_entries(storage: Storage, prefix: str) -> list[tuple[str, dict]]:
 
 def journal_delete(storage: Storage, name: str) -> None:
     storage.delete(f"{JOURNAL}/{name}")
+
+
+def latest_verifications(storage: Storage) -> dict[str, dict]:
+    """The newest verification result of each backup id, from the journal."""
+    latest = {}
+    for _, entry in journal_entries(storage, "verify-"):
+        if {"backup", "ok", "checks", "verified_at"} <= set(entry):
+            latest[entry["backup"]] = entry  # names sort by time: the last one wins
+    return latest
+
+
+def human_size(size: int) -> str:
+    return bytes_to_str(size)

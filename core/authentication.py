@@ -1,28 +1,68 @@
-"""DRF authentication: service bearer tokens, and operators' admin sessions."""
+"""DRF authentication: service bearer tokens, identity-service JWTs, and operators' admin sessions."""
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from core.identity import JWTRejected, jwt_claims, looks_like_jwt
+from core.models import Service
 from core.principals import Principal
 from core.selectors import token_lookup
 from core.services import token_touch
+from core.tokens import TOKEN_PREFIX
+
+
+def _bearer(request) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, or None for other schemes."""
+    header = authentication.get_authorization_header(request).split()
+    if not header or header[0].lower() != b"bearer":
+        return None
+    if len(header) != 2:
+        raise exceptions.AuthenticationFailed("The Authorization header must be: Bearer <token>.")
+    try:
+        return header[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed("The token is not valid.")
+
+
+class IdentityJWTAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer <JWT>` from the identity service: its `sub` names the calling service.
+
+    Active only when settings.NUCLEUS_JWT is configured. It claims a bearer credential that is shaped
+    like a JWT and does not start with "nuc_"; everything else is left to ServiceTokenAuthentication,
+    which also refuses a JWT while JWTs are not configured ("The token is not valid."). A JWT whose
+    service is unknown or inactive gets 401 like a revoked token.
+    """
+
+    def authenticate(self, request):
+        config = settings.NUCLEUS_JWT
+        if config is None:
+            return None
+        credential = _bearer(request)
+        if credential is None or credential.startswith(TOKEN_PREFIX) or not looks_like_jwt(credential):
+            return None
+        try:
+            claims = jwt_claims(credential, config)
+        except JWTRejected as exc:
+            raise exceptions.AuthenticationFailed(str(exc))
+        service = Service.objects.filter(name=claims["sub"]).first()
+        if service is None:
+            raise exceptions.AuthenticationFailed("The token's subject is not a Nucleus service.")
+        if not service.is_active:
+            raise exceptions.AuthenticationFailed("The service is inactive.")
+        return Principal(service=service), claims
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="nucleus"'
 
 
 class ServiceTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <token>`; inactive services, revoked and expired tokens get 401."""
 
-    keyword = "bearer"
-
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.encode():
+        plain = _bearer(request)
+        if plain is None:
             return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("The Authorization header must be: Bearer <token>.")
-        try:
-            plain = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("The token is not valid.")
         token = token_lookup(plain)
         now = timezone.now()
         if token is None:

@@ -282,7 +282,12 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
         count, held = Record.objects.filter(collection=locked).count(), "records"
     if count and not force:
         raise Conflict(
-            f"Collection {locked.name!r} still holds {count} {held}; delete them first, or ask an operator.",
+            f"Collection {locked.name!r} still holds {count} {held}; "
+            + (
+                "delete them first, or ask an operator."
+                if held == "records"
+                else "only an operator may delete it."
+            ),
             code="collection_not_empty",
             count=count,
         )
@@ -1133,9 +1138,11 @@ def _execute_operation(operation, actor: Actor, resolve) -> dict:
     if problems:
         raise ValidationFailed(f"The {op} operation is invalid.", errors=problems)
     name = operation["collection"]
-    if not isinstance(name, str):
+    # A malformed name (a NUL character, say) must not reach the database query: it would be a 500.
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValidationFailed(
-            "collection must be a name.", errors=[{"path": "/collection", "message": "must be a string."}]
+            "collection must be a collection name.",
+            errors=[{"path": "/collection", "message": "is not a collection name."}],
         )
     collection = resolve(name, op)
     if op == "append":
@@ -1154,6 +1161,8 @@ def _execute_operation(operation, actor: Actor, resolve) -> dict:
         }
     if_match = _op_if_match(operation.get("if_match"), "")
     key = operation.get("key")
+    if op in ("patch", "delete"):  # create and put check their keys themselves
+        _check_key(key)
     if op == "create":
         record, created = (
             record_create(collection=collection, key=key, data=operation["data"], actor=actor),

@@ -5,6 +5,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from core.identity import jwt_config
+from core.throttling import parse_rate
 from nucleus_project.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,11 +34,39 @@ if not DEBUG:
 NUCLEUS_VERSION = env_str("NUCLEUS_VERSION", "dev")
 NUCLEUS_REVISION = env_str("NUCLEUS_REVISION", "unknown")
 NUCLEUS_BACKUP_DIR = Path(env_str("NUCLEUS_BACKUP_DIR", str(VAR_DIR / "backups")))
+# Backups (README, Backups and restore): retention keeps the newest N per engine, and those younger
+# than D days (0: off); the admin warns when the newest usable backup is older than
+# NUCLEUS_BACKUP_MAX_AGE_HOURS.
+NUCLEUS_BACKUP_KEEP = env_int("NUCLEUS_BACKUP_KEEP", 10)
+NUCLEUS_BACKUP_KEEP_DAYS = env_int("NUCLEUS_BACKUP_KEEP_DAYS", 0)
+NUCLEUS_BACKUP_MAX_AGE_HOURS = env_int("NUCLEUS_BACKUP_MAX_AGE_HOURS", 26)
+if NUCLEUS_BACKUP_KEEP < 1:
+    raise ImproperlyConfigured("NUCLEUS_BACKUP_KEEP must be at least 1 (the number of backups to keep).")
+if NUCLEUS_BACKUP_KEEP_DAYS < 0 or NUCLEUS_BACKUP_MAX_AGE_HOURS < 1:
+    raise ImproperlyConfigured(
+        "NUCLEUS_BACKUP_KEEP_DAYS must be 0 (off) or more, and NUCLEUS_BACKUP_MAX_AGE_HOURS at least 1."
+    )
+DBBACKUP_CLEANUP_KEEP = NUCLEUS_BACKUP_KEEP  # dbbackup's own cleanup agrees with Nucleus' retention
+DBBACKUP_HOSTNAME = "nucleus"
 # How often a token's last_used_at is written at most (seconds); reads stay cheap.
 NUCLEUS_TOKEN_TOUCH_INTERVAL = env_int("NUCLEUS_TOKEN_TOUCH_INTERVAL", 60)
 NUCLEUS_IDEMPOTENCY_TTL_HOURS = env_int("NUCLEUS_IDEMPOTENCY_TTL_HOURS", 24)
 # An unfinished claim older than this belongs to a crashed request and may be taken over.
-NUCLEUS_IDEMPOTENCY_STALE_SECONDS = env_int("NUCLEUS_IDEMPOTENCY_STALE_SECONDS", 300)
+NUCLEUS_IDEMPOTENCY_STALE_SECONDS = env_int("NUCLEUS_IDEMPOTENCY_STALE_SECONDS", 90)
+# Identity-service JWTs (off unless a public key is set) and per-principal throttling (README, The API);
+# both are checked here, so that a mistake stops start-up with the fix in the message.
+NUCLEUS_JWT = jwt_config(
+    public_key=env_str("NUCLEUS_JWT_PUBLIC_KEY"),
+    public_key_file=env_str("NUCLEUS_JWT_PUBLIC_KEY_FILE"),
+    issuer=env_str("NUCLEUS_JWT_ISSUER"),
+    audience=env_str("NUCLEUS_JWT_AUDIENCE"),
+    algorithms=env_list("NUCLEUS_JWT_ALGORITHMS", ["RS256", "ES256"]),
+    leeway=env_int("NUCLEUS_JWT_LEEWAY_SECONDS", 30),
+)
+NUCLEUS_THROTTLE_RATE = env_str("NUCLEUS_THROTTLE_RATE", "6000/min")
+NUCLEUS_THROTTLE_OPERATOR_RATE = env_str("NUCLEUS_THROTTLE_OPERATOR_RATE", "off")
+parse_rate(NUCLEUS_THROTTLE_RATE, setting="NUCLEUS_THROTTLE_RATE")
+parse_rate(NUCLEUS_THROTTLE_OPERATOR_RATE, setting="NUCLEUS_THROTTLE_OPERATOR_RATE")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -48,6 +78,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "reversion",
+    "backups",  # before dbbackup: its dbbackup, dbrestore and listbackups commands wrap dbbackup's
     "dbbackup",
     "django_prometheus",
     "core",
@@ -106,6 +137,17 @@ def _database_config() -> dict:
         }
     elif config["ENGINE"] == "django.db.backends.postgresql":
         config["CONN_HEALTH_CHECKS"] = True
+        # A runaway statement is cancelled (SQLSTATE 57014, a 503 database_timeout) instead of holding
+        # a connection and its locks; 0 turns it off, e.g. for a long one-off `manage.py migrate`.
+        timeout_ms = env_int("DATABASE_STATEMENT_TIMEOUT_MS", 30000)
+        if timeout_ms < 0:
+            raise ImproperlyConfigured(
+                "DATABASE_STATEMENT_TIMEOUT_MS must be 0 (off) or a number of milliseconds."
+            )
+        if timeout_ms:
+            options = config.setdefault("OPTIONS", {})
+            given = options.get("options", "")
+            options["options"] = f"{given} -c statement_timeout={timeout_ms}".strip()
     return config
 
 
@@ -135,7 +177,12 @@ STORAGES = {
     },
     "dbbackup": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(NUCLEUS_BACKUP_DIR)},
+        # Dumps hold every record and token hash: readable by the service's user only.
+        "OPTIONS": {
+            "location": str(NUCLEUS_BACKUP_DIR),
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
     },
 }
 
@@ -150,6 +197,7 @@ NUCLEUS_MAX_JSON_DEPTH = 64
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "core.authentication.IdentityJWTAuthentication",
         "core.authentication.ServiceTokenAuthentication",
         "core.authentication.OperatorSessionAuthentication",
     ],
@@ -157,6 +205,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "core.api.problems.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.PrincipalRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
     "STRICT_JSON": True,

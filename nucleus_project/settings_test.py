@@ -5,3 +5,9 @@ from nucleus_project.settings import *  # noqa: F403
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 NUCLEUS_TOKEN_TOUCH_INTERVAL = 0
+# Throttling counts every request with one statement, which query-count assertions would see: it is
+# off here and turned on by the tests that exercise it (override_settings). JWTs are off too, whatever
+# the developer's environment says; tests/core/test_jwt_auth.py configures its own keys.
+NUCLEUS_THROTTLE_RATE = "off"
+NUCLEUS_THROTTLE_OPERATOR_RATE = "off"
+NUCLEUS_JWT = None

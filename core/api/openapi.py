@@ -20,7 +20,25 @@ class ServiceTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "http",
             "scheme": "bearer",
-            "description": "A service token: Authorization: Bearer <token>.",
+            "description": "A Nucleus service token (it starts with nuc_): Authorization: Bearer <token>.",
+        }
+
+
+class IdentityJWTScheme(OpenApiAuthenticationExtension):
+    target_class = "core.authentication.IdentityJWTAuthentication"
+    name = "IdentityJWT"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "A JWT from the ecosystem's identity service, where the deployment configures one "
+                "(NUCLEUS_JWT_PUBLIC_KEY, NUCLEUS_JWT_ISSUER, NUCLEUS_JWT_AUDIENCE): "
+                "Authorization: Bearer <JWT>, signed RS256 or ES256, with `iss` and `aud` as configured, "
+                "`exp`, and `sub` naming an active service, which the request then acts as."
+            ),
         }
 
 

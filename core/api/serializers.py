@@ -1,5 +1,6 @@
 """Request validation and response shapes of the core API (also what the OpenAPI document shows)."""
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from core.models import Access, Collection, CollectionKind, Grant
@@ -15,6 +16,11 @@ class StrictSerializer(serializers.Serializer):
         if unknown:
             raise serializers.ValidationError({name: ["unknown field."] for name in unknown})
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(serializers.JSONField):
+    """Record and event data: documented as what it must be, a JSON object."""
 
 
 class ProblemErrorSerializer(serializers.Serializer):
@@ -104,11 +110,11 @@ class GrantSerializer(serializers.ModelSerializer):
 
 class RecordCreateSerializer(StrictSerializer):
     key = serializers.CharField(required=False, help_text="Generated (a UUID) when absent.")
-    data = serializers.JSONField(help_text="A JSON object, at most 1 MiB serialized.")
+    data = JSONObjectField(help_text="A JSON object, at most 1 MiB serialized.")
 
 
 class RecordDataSerializer(StrictSerializer):
-    data = serializers.JSONField(help_text="PUT: the new data. PATCH: a JSON merge patch (RFC 7386).")
+    data = JSONObjectField(help_text="PUT: the new data. PATCH: a JSON merge patch (RFC 7386).")
 
 
 class RecordSerializer(serializers.Serializer):
@@ -116,7 +122,7 @@ class RecordSerializer(serializers.Serializer):
 
     collection = serializers.CharField()
     key = serializers.CharField()
-    data = serializers.JSONField()
+    data = JSONObjectField()
     version = serializers.IntegerField()
     schema_version = serializers.IntegerField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -142,14 +148,16 @@ class GrantPageSerializer(serializers.Serializer):
 
 class BulkItemSerializer(StrictSerializer):
     key = serializers.CharField(required=False)
-    data = serializers.JSONField()
+    data = JSONObjectField()
 
 
 class BulkRequestSerializer(serializers.Serializer):
     """Documented shape only: items are checked by the bulk service so errors name their index."""
 
     mode = serializers.ChoiceField(choices=["insert", "upsert"])
-    records = BulkItemSerializer(many=True, help_text="1 to 1000 records.")
+    records = serializers.ListField(
+        child=BulkItemSerializer(), min_length=1, max_length=1000, help_text="1 to 1000 records."
+    )
 
 
 class BulkResultItemSerializer(serializers.Serializer):
@@ -184,13 +192,15 @@ class RevertSerializer(StrictSerializer):
 class EventInSerializer(StrictSerializer):
     id = serializers.UUIDField(required=False, help_text="Deduplicates retries; generated when absent.")
     type = serializers.CharField(max_length=200)
-    data = serializers.JSONField()
+    data = JSONObjectField()
 
 
 class EventAppendSerializer(serializers.Serializer):
     """Documented shape only: events are checked by the append service so errors name their index."""
 
-    events = EventInSerializer(many=True, help_text="1 to 1000 events.")
+    events = serializers.ListField(
+        child=EventInSerializer(), min_length=1, max_length=1000, help_text="1 to 1000 events."
+    )
     expected_last_offset = serializers.IntegerField(required=False, min_value=0)
 
 
@@ -209,7 +219,7 @@ class EventSerializer(serializers.Serializer):
     offset = serializers.IntegerField()
     id = serializers.UUIDField()
     type = serializers.CharField()
-    data = serializers.JSONField()
+    data = JSONObjectField()
     producer = serializers.CharField()
     created_at = serializers.DateTimeField()
 
@@ -233,23 +243,59 @@ class ConsumerUpdateSerializer(StrictSerializer):
     force = serializers.BooleanField(required=False, default=False)
 
 
-class TransactionOperationSerializer(serializers.Serializer):
-    """One operation; which fields it takes depends on op."""
-
-    op = serializers.ChoiceField(choices=["create", "put", "patch", "delete", "append"])
+class _TransactionOperation(serializers.Serializer):
     collection = serializers.CharField()
-    key = serializers.CharField(required=False, help_text="create (optional), put, patch, delete.")
-    data = serializers.JSONField(required=False, help_text="create, put; patch: a JSON merge patch.")
-    if_match = serializers.CharField(
-        required=False, help_text='put, patch, delete: a version, "*" or "\\"3\\"".'
-    )
-    events = EventInSerializer(many=True, required=False, help_text="append: 1 to 1000 events.")
-    expected_last_offset = serializers.IntegerField(required=False, help_text="append.")
+
+
+class _KeyedOperation(_TransactionOperation):
+    key = serializers.CharField()
+    if_match = serializers.CharField(required=False, help_text='A version, "*" or "\\"3\\"".')
+
+
+class TransactionCreateSerializer(_TransactionOperation):
+    op = serializers.ChoiceField(choices=["create"])
+    key = serializers.CharField(required=False, help_text="Generated (a UUID) when absent.")
+    data = JSONObjectField()
+
+
+class TransactionPutSerializer(_KeyedOperation):
+    op = serializers.ChoiceField(choices=["put"])
+    data = JSONObjectField()
+
+
+class TransactionPatchSerializer(_KeyedOperation):
+    op = serializers.ChoiceField(choices=["patch"])
+    data = JSONObjectField(help_text="A JSON merge patch (RFC 7386).")
+
+
+class TransactionDeleteSerializer(_KeyedOperation):
+    op = serializers.ChoiceField(choices=["delete"])
+
+
+class TransactionAppendSerializer(_TransactionOperation):
+    op = serializers.ChoiceField(choices=["append"])
+    events = serializers.ListField(child=EventInSerializer(), min_length=1, max_length=1000)
+    expected_last_offset = serializers.IntegerField(required=False, min_value=0)
 
 
 class TransactionRequestSerializer(serializers.Serializer):
-    operations = TransactionOperationSerializer(
-        many=True, help_text="1 to 1000 operations, applied in order."
+    """Documented shape only: operations are checked by the transaction service (errors name the index)."""
+
+    operations = serializers.ListField(
+        child=PolymorphicProxySerializer(
+            component_name="TransactionOperation",
+            serializers={
+                "create": TransactionCreateSerializer,
+                "put": TransactionPutSerializer,
+                "patch": TransactionPatchSerializer,
+                "delete": TransactionDeleteSerializer,
+                "append": TransactionAppendSerializer,
+            },
+            resource_type_field_name="op",
+        ),
+        min_length=1,
+        max_length=1000,
+        help_text="1 to 1000 operations, applied in order; which fields each takes depends on op.",
     )
 
 

@@ -42,7 +42,7 @@ WRITE_ERRORS = {
 }
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~][ -~]*$"},
     OpenApiParameter.HEADER,
     description="At most 255 characters. A retry with the same key and request replays the first "
     "response with Idempotent-Replayed: true; a different request with the same key gets 422; "
@@ -51,7 +51,13 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 IF_MATCH = OpenApiParameter(
     "If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, description='The expected version, e.g. "3", or *.'
 )
-LIMIT = OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, 1 to 1000 (default 100).")
+# The key `bulk` is reserved: /records/bulk/ is the bulk endpoint, which only takes POST.
+BULK_KEY = {405: _problem("The key 'bulk' is reserved: /records/bulk/ is the bulk endpoint (POST only).")}
+LIMIT = OpenApiParameter(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": 1000},
+    description="Page size, 1 to 1000 (default 100).",
+)
 CURSOR = OpenApiParameter("cursor", OpenApiTypes.STR, description="The opaque cursor from `next`.")
 
 
@@ -296,6 +302,7 @@ class RecordDetailView(NucleusAPIView):
             200: s.RecordSerializer,
             304: OpenApiResponse(description="Not modified."),
             **COMMON_ERRORS,
+            **BULK_KEY,
         },
     )
     def get(self, request, name, key):
@@ -318,6 +325,7 @@ class RecordDetailView(NucleusAPIView):
             **WRITE_ERRORS,
             412: _problem("If-Match or If-None-Match did not hold; nothing was written."),
             428: _problem("The collection requires If-Match."),
+            **BULK_KEY,
         },
     )
     def put(self, request, name, key):
@@ -351,6 +359,7 @@ class RecordDetailView(NucleusAPIView):
             **WRITE_ERRORS,
             412: _problem("If-Match did not hold; nothing was written."),
             428: _problem("The collection requires If-Match."),
+            **BULK_KEY,
         },
     )
     def patch(self, request, name, key):
@@ -376,6 +385,7 @@ class RecordDetailView(NucleusAPIView):
             403: WRITE_ERRORS[403],
             412: _problem("If-Match did not hold; nothing was deleted."),
             428: _problem("The collection requires If-Match."),
+            **BULK_KEY,
         },
     )
     def delete(self, request, name, key):
@@ -660,7 +670,12 @@ class ConsumerDetailView(NucleusAPIView):
         }
 
     @extend_schema(
-        operation_id="consumers_retrieve", responses={200: s.ConsumerPositionSerializer, **COMMON_ERRORS}
+        operation_id="consumers_retrieve",
+        responses={
+            200: s.ConsumerPositionSerializer,
+            **COMMON_ERRORS,
+            422: _problem("The consumer name does not follow the rules of record keys (invalid_key)."),
+        },
     )
     def get(self, request, name, consumer):
         stream = selectors.collection_for(
@@ -726,11 +741,15 @@ class TransactionView(NucleusAPIView):
     )
     def post(self, request):
         body = _strict_body(self.body_object(), required={"operations"})
+        resolved: dict[tuple[str, str], Collection] = {}
 
         def resolve(name: str, op: str) -> Collection:
-            return selectors.collection_for(
-                principal=self.principal, name=name, need=Need.WRITE, perms=_OP_PERMS[op]
-            )
+            # Checked once per collection and op: a transaction often repeats both a thousand times.
+            if (name, op) not in resolved:
+                resolved[name, op] = selectors.collection_for(
+                    principal=self.principal, name=name, need=Need.WRITE, perms=_OP_PERMS[op]
+                )
+            return resolved[name, op]
 
         results = services.transaction_execute(
             operations=body["operations"], actor=self.actor, resolve=resolve

@@ -1,5 +1,7 @@
 """Helpers of the record tests: URLs by route name, and the database state a refused request must keep."""
 
+import json
+
 from django.urls import reverse
 from reversion.models import Revision, Version
 
@@ -67,3 +69,14 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
 
 def error_paths(body: dict) -> list[str]:
     return [error["path"] for error in body.get("errors") or []]
+
+
+def history_fields(collection: Collection, key: str) -> list[dict]:
+    """The stored fields (version, data, deleted, ...) of each history version of record key, oldest first."""
+    versions = Version.objects.get_for_object_reference(Record, record_pk(collection.pk, key)).order_by("pk")
+    return [json.loads(version.serialized_data)[0]["fields"] for version in versions]
+
+
+def history_versions(collection: Collection, key: str) -> list[int]:
+    """The version numbers in the history of record key, oldest first (deletions included)."""
+    return [fields["version"] for fields in history_fields(collection, key)]

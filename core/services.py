@@ -664,23 +664,24 @@ def record_revert(
     )
 
 
-def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
+def check_batch(items, name: str) -> None:
+    """A batch (records, events, operations) is a list of 1 to NUCLEUS_MAX_BATCH items: else 422."""
     if not isinstance(items, list) or not items:
         raise ValidationFailed(
-            "records must be a non-empty list.",
-            errors=[{"path": "/records", "message": "must be a non-empty list."}],
+            f"{name} must be a non-empty list.",
+            errors=[{"path": f"/{name}", "message": "must be a non-empty list."}],
         )
     if len(items) > settings.NUCLEUS_MAX_BATCH:
+        limit = settings.NUCLEUS_MAX_BATCH
         raise ValidationFailed(
-            f"At most {settings.NUCLEUS_MAX_BATCH} records per request.",
+            f"At most {limit} {name} per request.",
             code="too_many_items",
-            errors=[
-                {
-                    "path": "/records",
-                    "message": f"has {len(items)} items; the limit is {settings.NUCLEUS_MAX_BATCH}.",
-                }
-            ],
+            errors=[{"path": f"/{name}", "message": f"has {len(items)} items; the limit is {limit}."}],
         )
+
+
+def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
+    check_batch(items, "records")
     errors: list[dict] = []
     prepared: list[tuple[str, dict]] = []
     seen: dict[str, int] = {}
@@ -823,22 +824,7 @@ def _require_stream(collection: Collection) -> None:
 
 
 def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
-    if not isinstance(events, list) or not events:
-        raise ValidationFailed(
-            "events must be a non-empty list.",
-            errors=[{"path": "/events", "message": "must be a non-empty list."}],
-        )
-    if len(events) > settings.NUCLEUS_MAX_BATCH:
-        raise ValidationFailed(
-            f"At most {settings.NUCLEUS_MAX_BATCH} events per request.",
-            code="too_many_items",
-            errors=[
-                {
-                    "path": "/events",
-                    "message": f"has {len(events)} items; the limit is {settings.NUCLEUS_MAX_BATCH}.",
-                }
-            ],
-        )
+    check_batch(events, "events")
     errors: list[dict] = []
     prepared = []
     for index, event in enumerate(events):
@@ -1096,17 +1082,7 @@ def transaction_execute(*, operations, actor: Actor, resolve) -> list[dict]:
     applied then. Each operation keeps its own preconditions, schema validation, history and change
     events.
     """
-    if not isinstance(operations, list) or not operations:
-        raise ValidationFailed(
-            "operations must be a non-empty list.",
-            errors=[{"path": "/operations", "message": "must be a non-empty list."}],
-        )
-    if len(operations) > settings.NUCLEUS_MAX_BATCH:
-        raise ValidationFailed(
-            f"At most {settings.NUCLEUS_MAX_BATCH} operations per transaction.",
-            code="too_many_items",
-            errors=[{"path": "/operations", "message": f"has {len(operations)} items."}],
-        )
+    check_batch(operations, "operations")
     results = []
     for index, operation in enumerate(operations):
         try:

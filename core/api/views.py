@@ -31,6 +31,8 @@ COMMON_ERRORS = {
     401: _problem("No valid token or operator session."),
     404: _problem("Not found, or not visible to the caller."),
     406: _problem("The Accept header allows no JSON."),
+    429: _problem("Over the service's request rate; Retry-After says when to try again."),
+    503: _problem("The database is unavailable or timed out; nothing was written. Retry-After says when."),
 }
 WRITE_ERRORS = {
     **COMMON_ERRORS,

@@ -79,11 +79,22 @@ def collection_for(*, principal: Principal, name: str, need: Need, perms: tuple[
     return collection
 
 
-def record_get(*, collection: Collection, key: str) -> Record:
+def require_records(collection: Collection) -> None:
+    """404 for record endpoints on a stream (and for record writes to one)."""
     if collection.kind != "records":
         raise NotFound(
             f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
         )
+
+
+def require_stream(collection: Collection) -> None:
+    """404 for event and consumer endpoints on a records collection."""
+    if collection.kind != "stream":
+        raise NotFound(f"{collection.name!r} holds records, not events.", code="not_a_stream")
+
+
+def record_get(*, collection: Collection, key: str) -> Record:
+    require_records(collection)
     record = Record.objects.filter(collection=collection, key=key).first()
     if record is None:
         raise NotFound(f"There is no record {key!r} in {collection.name!r}.", code="record_not_found")
@@ -207,10 +218,7 @@ def records_page(
     updated_before: str | None = None,
 ) -> tuple[list[Record], str | None]:
     """One page of records and the cursor of the next (or None); a single query, never the whole set."""
-    if collection.kind != "records":
-        raise NotFound(
-            f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
-        )
+    require_records(collection)
     if ordering not in ORDERINGS:
         raise BadRequest(f"ordering must be one of {', '.join(ORDERINGS)}.", code="invalid_ordering")
     records = Record.objects.filter(collection=collection)
@@ -299,11 +307,6 @@ def collection_write_state(collection: Collection) -> WriteState:
 # --- streams ---------------------------------------------------------------------------------------
 
 
-def _require_stream(collection: Collection) -> None:
-    if collection.kind != "stream":
-        raise NotFound(f"{collection.name!r} holds records, not events.", code="not_a_stream")
-
-
 def stream_last_offset(stream_id: int) -> int:
     return Collection.objects.filter(pk=stream_id).values_list("last_offset", flat=True).first() or 0
 
@@ -314,7 +317,7 @@ def events_page(*, stream: Collection, after: int, limit: int) -> tuple[list[Eve
     Served by the (stream, offset) index: a page deep in a long stream costs what the first one does.
     The page never goes beyond the last offset it reports, even if appends commit meanwhile.
     """
-    _require_stream(stream)
+    require_stream(stream)
     last_offset = stream_last_offset(stream.pk)
     events = list(
         Event.objects.filter(stream_id=stream.pk, offset__gt=after, offset__lte=last_offset).order_by(
@@ -330,7 +333,7 @@ def wait_for_events(*, stream: Collection, after: int, timeout: float) -> None:
     Holds no transaction open while waiting. On PostgreSQL it LISTENs on the stream's channel on a
     connection of its own (appenders NOTIFY on commit); on SQLite it checks every 100 ms.
     """
-    _require_stream(stream)
+    require_stream(stream)
     deadline = time.monotonic() + timeout
     if timeout <= 0 or stream_last_offset(stream.pk) > after:
         return
@@ -368,7 +371,7 @@ def _wait_postgresql(stream_id: int, after: int, deadline: float) -> None:
 
 def consumer_position_get(*, stream: Collection, consumer: str) -> ConsumerPosition:
     """The consumer's stored position, or an unsaved one at offset 0 (nothing processed yet)."""
-    _require_stream(stream)
+    require_stream(stream)
     if not KEY_RE.fullmatch(consumer):
         raise ValidationFailed(
             "A consumer name follows the record key rules: 1 to 200 of A-Z a-z 0-9 . _ : -.",

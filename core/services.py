@@ -38,7 +38,7 @@ from core.models import (
     record_pk,
 )
 from core.principals import Actor
-from core.selectors import WriteState, collection_write_state
+from core.selectors import WriteState, collection_write_state, require_records, require_stream
 from core.tokens import TOKEN_PREFIX, token_hash
 from core.validation import check_record_data, merge_patch
 from schemas.models import Schema
@@ -367,13 +367,6 @@ class BulkItem:
     created: bool
 
 
-def _require_records_collection(collection: Collection) -> None:
-    if collection.kind != CollectionKind.RECORDS:
-        raise NotFound(
-            f"{collection.name!r} is a stream; it has events, not records.", code="not_a_records_collection"
-        )
-
-
 def _check_key(key, *, path: str = "/key") -> str:
     if not isinstance(key, str) or not _KEY_RE.fullmatch(key):
         raise ValidationFailed(
@@ -540,7 +533,7 @@ def _record_changed(state: WriteState, changes: list[tuple[str, Record]], actor:
 @transaction.atomic
 def record_create(*, collection: Collection, key: str | None, data, actor: Actor) -> Record:
     """Create a record under key (a new UUID when None); an existing key is a 409."""
-    _require_records_collection(collection)
+    require_records(collection)
     key = str(uuid.uuid4()) if key is None else _check_key(key)
     check_record_data(data)
     state = collection_write_state(collection)
@@ -564,7 +557,7 @@ def record_put(
     if_none_match: bool = False,
 ) -> tuple[Record, bool]:
     """Replace the record's data, or create it; returns (record, created). Locks the row until commit."""
-    _require_records_collection(collection)
+    require_records(collection)
     _check_key(key)
     check_record_data(data)
     return _put(collection, key, data, actor, if_match, if_none_match, comment=None)
@@ -594,7 +587,7 @@ def record_patch(
     *, collection: Collection, key: str, patch, actor: Actor, if_match: IfMatch = None
 ) -> Record:
     """Apply a JSON merge patch (RFC 7386) to the record's data. Locks the row until commit."""
-    _require_records_collection(collection)
+    require_records(collection)
     if not isinstance(patch, dict):
         raise ValidationFailed(
             "data must be a JSON object (a merge patch).",
@@ -617,7 +610,7 @@ def record_patch(
 @transaction.atomic
 def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: IfMatch = None) -> None:
     """Delete the record; its history, including the deletion, stays and can be reverted."""
-    _require_records_collection(collection)
+    require_records(collection)
     state = collection_write_state(collection)
     existing = _locked_record(collection, key)
     _check_if_match(existing, if_match, key)
@@ -650,7 +643,7 @@ def record_revert(
     *, collection: Collection, key: str, version: int, actor: Actor, if_match: IfMatch = None
 ) -> tuple[Record, bool]:
     """Write a new version whose data equals version `version`; recreates a deleted record."""
-    _require_records_collection(collection)
+    require_records(collection)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValidationFailed(
             "version must be a positive integer.",
@@ -729,7 +722,7 @@ def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
 @transaction.atomic
 def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> list[BulkItem]:
     """Insert or upsert up to 1000 records, all or nothing, with set-based statements and bulk history."""
-    _require_records_collection(collection)
+    require_records(collection)
     if mode not in ("insert", "upsert"):
         raise ValidationFailed(
             "mode must be insert or upsert.",
@@ -816,11 +809,6 @@ class Appended:
     last_offset: int
     events: list[tuple[str, int]]
     appended: int  # how many were new; the rest were already in the stream (same id)
-
-
-def _require_stream(collection: Collection) -> None:
-    if collection.kind != CollectionKind.STREAM:
-        raise NotFound(f"{collection.name!r} holds records, not events.", code="not_a_stream")
 
 
 def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
@@ -955,7 +943,7 @@ def stream_append(*, stream: Collection, events, actor: Actor, expected_last_off
     When every event is already there, the request is a retry that succeeded before and
     expected_last_offset is not checked; otherwise a differing expected_last_offset is a 409.
     """
-    _require_stream(stream)
+    require_stream(stream)
     if expected_last_offset is not None and (
         isinstance(expected_last_offset, bool)
         or not isinstance(expected_last_offset, int)
@@ -974,7 +962,7 @@ def consumer_position_set(
     *, stream: Collection, consumer: str, offset, actor: Actor, force: bool = False, may_force: bool = False
 ) -> ConsumerPosition:
     """Move a consumer's position; backwards only with force (by the owner or an operator)."""
-    _require_stream(stream)
+    require_stream(stream)
     _check_key(consumer, path="/consumer")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValidationFailed(
@@ -1015,7 +1003,7 @@ def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> 
 
     Offsets are never reused: last_offset stays. Returns how many events were removed.
     """
-    _require_stream(stream)
+    require_stream(stream)
     last_offset = _lock_stream(stream)
     if before < 1 or before > last_offset + 1:
         raise ValidationFailed(f"before must be between 1 and {last_offset + 1}.", code="invalid_offset")

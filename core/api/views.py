@@ -285,14 +285,9 @@ class RecordListView(NucleusAPIView):
             principal=self.principal, name=name, need=Need.WRITE, perms=("core.add_record",)
         )
         body = _strict_body(self.body_object(), required={"data"}, optional={"key"})
-        key = body.get("key")
-        if key == "bulk":
-            raise ValidationFailed(
-                "The key 'bulk' is reserved: its URL is the bulk endpoint.",
-                code="invalid_key",
-                errors=[{"path": "/key", "message": "is reserved."}],
-            )
-        record = services.record_create(collection=collection, key=key, data=body["data"], actor=self.actor)
+        record = services.record_create(
+            collection=collection, key=body.get("key"), data=body["data"], actor=self.actor
+        )
         return _record_response(request, record, collection.name, status.HTTP_201_CREATED, location=True)
 
 
@@ -440,8 +435,7 @@ class RecordHistoryView(NucleusAPIView):
         collection = selectors.collection_for(
             principal=self.principal, name=name, need=Need.READ, perms=("core.view_record",)
         )
-        if collection.kind != "records":
-            selectors.record_get(collection=collection, key=key)  # raises the stream 404
+        selectors.require_records(collection)
         cursor = request.query_params.get("cursor")
         before = selectors.decode_cursor_position(cursor) if cursor else None
         entries, next_before = history_page(

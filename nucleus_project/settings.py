@@ -128,6 +128,9 @@ def _database_config() -> dict:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Nucleus understands: {exc}")
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        if config["NAME"] != ":memory:":
+            # A fresh checkout has no var/: `manage.py migrate` should just work, as `make run` does.
+            Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             # Writers queue on the lock instead of failing with "database is locked".

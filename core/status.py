@@ -1,0 +1,144 @@
+"""The state of the service at a glance: what the admin index shows and what /metrics exports.
+
+Every figure here is computed with a handful of aggregate queries, never by loading rows, so it
+stays cheap enough for a dashboard and a Prometheus scrape on a collection of millions of records.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count, F, Func, IntegerField, Max, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from core.models import Collection, CollectionKind, ConsumerPosition, Record, Service, ServiceToken
+
+
+@dataclass(frozen=True)
+class CollectionState:
+    name: str
+    kind: str
+    owner: str
+    records: int
+    data_bytes: int | None
+    last_offset: int
+    consumers: int
+    max_lag: int
+
+
+@dataclass(frozen=True)
+class BackupState:
+    newest_at: datetime | None
+    newest_verified_at: datetime | None
+    max_age_hours: int
+    stale: bool
+
+    def seconds_since(self, moment: datetime | None) -> float | None:
+        return (timezone.now() - moment).total_seconds() if moment else None
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    services: int
+    active_services: int
+    active_tokens: int
+    collections: list[CollectionState] = field(default_factory=list)
+    schemas: int = 0
+    pending_migrations: list[str] = field(default_factory=list)
+    database_bytes: int | None = None
+    backups: BackupState | None = None
+
+    @property
+    def streams(self) -> list[CollectionState]:
+        return [c for c in self.collections if c.kind == CollectionKind.STREAM]
+
+
+def collection_states(*, sizes: bool = False) -> list[CollectionState]:
+    """Every collection with its record count, stream head and largest consumer lag: three queries.
+
+    ``sizes`` adds the bytes of record data per collection, which reads every row: admin only.
+    """
+    counts = Record.objects.values("collection_id").annotate(n=Count("id"))
+    if sizes:
+        counts = counts.annotate(size=Coalesce(Sum(_data_size()), 0))
+    per_collection = {row["collection_id"]: row for row in counts.order_by()}
+    consumers = {
+        row["stream_id"]: row
+        for row in ConsumerPosition.objects.values("stream_id")
+        .annotate(n=Count("id"), max_lag=Max(F("stream__last_offset") - F("offset")))
+        .order_by()
+    }
+    states = []
+    for collection in Collection.objects.select_related("owner").order_by("name"):
+        counted = per_collection.get(collection.pk, {})
+        consumed = consumers.get(collection.pk, {})
+        states.append(
+            CollectionState(
+                name=collection.name,
+                kind=collection.kind,
+                owner=collection.owner.name,
+                records=counted.get("n", 0),
+                data_bytes=counted.get("size", 0) if sizes else None,
+                last_offset=collection.last_offset,
+                consumers=consumed.get("n", 0),
+                max_lag=max(consumed.get("max_lag") or 0, 0),
+            )
+        )
+    return states
+
+
+def _data_size() -> Func:
+    if connection.vendor == "postgresql":
+        return Func(F("data"), function="pg_column_size", output_field=IntegerField())
+    return Func(F("data"), function="length", output_field=IntegerField())
+
+
+def database_bytes() -> int | None:
+    """The size of the database on disk, or None when it cannot be told."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT pg_database_size(current_database())")
+            return cursor.fetchone()[0]
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+            return cursor.fetchone()[0]
+    return None
+
+
+def backup_state() -> BackupState:
+    # backups depends on core, not the other way round: imported when asked.
+    from backups.models import Backup, BackupStatus
+    from backups.selectors import backup_freshness
+
+    freshness = backup_freshness()
+    verified = (
+        Backup.objects.filter(status=BackupStatus.VERIFIED, verify_ok=True, engine=connection.vendor)
+        .order_by("-verified_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    return BackupState(
+        newest_at=freshness.newest.created_at if freshness.newest else None,
+        newest_verified_at=verified,
+        max_age_hours=int(freshness.max_age.total_seconds() // 3600),
+        stale=freshness.newest is None or freshness.stale,
+    )
+
+
+def service_state(*, sizes: bool = False) -> ServiceState:
+    from core.api.system import pending_migrations
+    from schemas.models import Schema
+
+    services = Service.objects.aggregate(all=Count("id"), active=Count("id", filter=Q(is_active=True)))
+    return ServiceState(
+        services=services["all"],
+        active_services=services["active"],
+        active_tokens=ServiceToken.objects.filter(revoked_at__isnull=True, service__is_active=True).count(),
+        collections=collection_states(sizes=sizes),
+        schemas=Schema.objects.count(),
+        pending_migrations=pending_migrations(),
+        database_bytes=database_bytes(),
+        backups=backup_state(),
+    )
+

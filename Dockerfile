@@ -1,6 +1,6 @@
 # Nucleus production image: gunicorn on port 8011 as a non-root user, static files served by whitenoise,
 # PostgreSQL 15 client tools for dbbackup. It never migrates on start: run the one-off
-# `docker compose run --rm nucleus python manage.py migrate` (docs/deployment.md).
+# `docker compose run --rm nucleus python manage.py migrate` (docs/operations.md).
 #
 #   docker build --build-arg BUILD_ENV=production --build-arg BUILD_DATE=... \
 #     --build-arg BUILD_VERSION=1.2.3 --build-arg VCS_REF=$(git rev-parse --short HEAD) .

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8011
 
-.PHONY: run test lint migrate check-migrations openapi clean
+.PHONY: run test lint migrate check-migrations openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Nucleus needs Python >= 3.11" or 0)'
@@ -39,6 +39,11 @@ check-migrations: $(VENV)/.dev
 
 openapi: $(VENV)/.dev
 	DATABASE_URL=sqlite:///:memory: $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+# The benchmark (docs/performance.md) on the PostgreSQL at BENCH_POSTGRES_URL, in its own database
+# (BENCH_DATABASE, default nucleus_bench). Small sizes by default; BENCH_ARGS="--full" for the full run.
+bench: $(VENV)/.runtime
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -1,6 +1,9 @@
 """Gunicorn settings of the Docker image; the bind address and the WSGI app are in the Dockerfile's CMD."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 
 def _env_int(name: str, default: int) -> int:
@@ -33,3 +36,33 @@ control_socket_disable = True
 errorlog = "-"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+
+# Prometheus metrics of several workers (core/metrics.py): each worker writes its counters to files in
+# one directory and /metrics adds up the files of all of them. prometheus_client finds the directory in
+# PROMETHEUS_MULTIPROC_DIR, which must be set before it is imported, that is before preload_app
+# imports Django: here, and only for the server, so that manage.py commands never write there.
+# NUCLEUS_METRICS_DIR names the directory, emptied now: files of an earlier server would be added to
+# this one's counts. By default each start gets a fresh one in memory, removed when the server stops.
+if not os.environ.get("NUCLEUS_METRICS_DIR_READY"):  # once: a reload (HUP) reads this file again
+    if os.environ.get("NUCLEUS_METRICS_DIR"):
+        _metrics_dir = Path(os.environ["NUCLEUS_METRICS_DIR"])
+        _metrics_dir.mkdir(parents=True, exist_ok=True)
+        for _stale in _metrics_dir.glob("*.db"):
+            _stale.unlink()
+    else:
+        _metrics_dir = Path(tempfile.mkdtemp(prefix="nucleus-metrics-", dir=worker_tmp_dir))
+        os.environ["NUCLEUS_METRICS_DIR_MADE"] = str(_metrics_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+    os.environ["NUCLEUS_METRICS_DIR_READY"] = "1"
+
+
+def child_exit(server, worker):
+    """A worker is gone (recycled or crashed): its counters stay in the sums, its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if made := os.environ.get("NUCLEUS_METRICS_DIR_MADE"):
+        shutil.rmtree(made, ignore_errors=True)

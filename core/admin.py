@@ -1,13 +1,17 @@
 """The operators' admin: services and tokens, collections and grants, records with their history."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Min
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from reversion.admin import VersionAdmin
 from reversion.models import Version
@@ -22,8 +26,19 @@ def _actor(request) -> Actor:
     return Actor.for_user(request.user, getattr(request, "request_id", ""))
 
 
+admin.site.site_header = "Nucleus"
+admin.site.site_title = "Nucleus admin"
+admin.site.index_title = "Control room"
+
+
 class _ServiceCallMixin:
-    """Run service calls from the change form; a refusal shows on the form, with nothing saved, not a 500."""
+    """Run service calls from the change form; a refusal shows on the form, with nothing saved, not a 500.
+
+    A refusal whose errors all point into one field named in ``refusal_fields`` (by JSON Pointer,
+    ``/data/...``) is shown on that field, next to what the operator typed; any other on the form.
+    """
+
+    refusal_fields: tuple[str, ...] = ()
 
     def call(self, request, func, **kwargs):
         try:
@@ -45,11 +60,17 @@ class _ServiceCallMixin:
         if refusal is None:
             return form_class
 
+        errors = refusal.errors or []
+        fields = {error["path"].split("/")[1] if error["path"].count("/") else "" for error in errors}
+        field = fields.pop() if len(fields) == 1 and fields <= set(self.refusal_fields) else None
+        details = [f"{error['path']}: {error['message']}" for error in errors]
+        # The detail usually quotes the first error already; do not say it twice.
+        lines = [refusal.detail, *(d for d in details if d not in refusal.detail)]
+
         class RefusedForm(form_class):
             def clean(self):
                 cleaned_data = super().clean()
-                details = [f"{error['path']}: {error['message']}" for error in refusal.errors or []]
-                self.add_error(None, [refusal.detail, *details])
+                self.add_error(field, lines)
                 return cleaned_data
 
         return RefusedForm
@@ -73,6 +94,20 @@ class ServiceTokenInline(admin.TabularInline):
         return False
 
 
+class ServiceAddForm(forms.ModelForm):
+    issue_token = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Issue a token",
+        help_text="Shown once, on the next page: copy it then. More can be issued later.",
+    )
+
+
+def _show_token_once(request, service: Service, plain: str) -> None:
+    """Put the plain token in the next page's messages: the only place it is ever shown."""
+    messages.warning(request, f"New token for {service.name} (copy it now; it is not shown again): {plain}")
+
+
 @admin.register(Service)
 class ServiceAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "description", "created_at"]
@@ -80,6 +115,15 @@ class ServiceAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     inlines = [ServiceTokenInline]
     actions = ["issue_token"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ServiceAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj else [*[f for f in fields if f != "issue_token"], "issue_token"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["name", "created_at", "updated_at"] if obj else ["created_at", "updated_at"]
@@ -89,11 +133,13 @@ class ServiceAdmin(admin.ModelAdmin):
             services.service_update(
                 service=obj, description=obj.description, is_active=obj.is_active, actor=_actor(request)
             )
-        else:
-            service, _ = services.service_ensure(
-                name=obj.name, description=obj.description, actor=_actor(request)
-            )
-            obj.pk, obj.created_at, obj.updated_at = service.pk, service.created_at, service.updated_at
+            return
+        actor = _actor(request)
+        service, _ = services.service_ensure(name=obj.name, description=obj.description, actor=actor)
+        obj.pk, obj.created_at, obj.updated_at = service.pk, service.created_at, service.updated_at
+        if form.cleaned_data.get("issue_token") and self.has_issue_token_permission(request):
+            _, plain = services.token_issue(service=service, label="issued in admin", actor=actor)
+            _show_token_once(request, service, plain)
 
     def has_issue_token_permission(self, request) -> bool:
         return request.user.has_perm("core.add_servicetoken")
@@ -102,11 +148,7 @@ class ServiceAdmin(admin.ModelAdmin):
     def issue_token(self, request, queryset):
         for service in queryset:
             _, plain = services.token_issue(service=service, label="issued in admin", actor=_actor(request))
-            self.message_user(
-                request,
-                f"New token for {service.name} (copy it now; it is not shown again): {plain}",
-                level=messages.WARNING,
-            )
+            _show_token_once(request, service, plain)
 
 
 @admin.register(ServiceToken)
@@ -143,17 +185,14 @@ class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
             token.token_hash,
             token.created_at,
         )
-        self.message_user(
-            request,
-            f"New token for {obj.service.name} (copy it now; it is not shown again): {plain}",
-            level=messages.WARNING,
-        )
+        _show_token_once(request, obj.service, plain)
 
     @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request, queryset):
         for token in queryset:
             services.token_revoke(token=token, actor=_actor(request))
-        self.message_user(request, f"Revoked {queryset.count()} tokens.")
+        count = len(queryset)
+        self.message_user(request, f"Revoked {count} token{pluralize(count)}.")
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -291,9 +330,29 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
             services.collection_delete(collection=collection, actor=_actor(request), force=True)
 
 
+class PrettyJSONField(forms.JSONField):
+    """JSON shown indented, so that an operator reads and edits a record's data as a document."""
+
+    def prepare_value(self, value):
+        if isinstance(value, InvalidJSONInput):
+            return value  # what the operator typed, unchanged, beside its error
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
 class RecordForm(forms.ModelForm):
     """The record form carries the version it was loaded at, so a stale form cannot overwrite newer data."""
 
+    data = PrettyJSONField(
+        help_text="A JSON object. Saving validates it against the collection's schema, if it has one.",
+        widget=forms.Textarea(
+            attrs={
+                "rows": 18,
+                "class": "nucleus-json vLargeTextField",
+                "spellcheck": "false",
+                "style": "font-family: var(--font-family-monospace); width: 100%; max-width: 60em;",
+            }
+        ),
+    )
     loaded_version = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def __init__(self, *args, **kwargs):
@@ -302,19 +361,29 @@ class RecordForm(forms.ModelForm):
             self.fields["loaded_version"].initial = self.instance.version
 
 
+# The record history page lists this many versions; the API's history endpoint pages through all.
+HISTORY_SHOWN = 200
+
+
 @admin.register(Record)
 class RecordAdmin(_ServiceCallMixin, VersionAdmin):
     """Records with history: edits, deletes, reverts and recoveries all go through the record services."""
 
     form = RecordForm
+    refusal_fields = ("data",)
+    object_history_template = "admin/core/record/object_history.html"
 
     list_display = ["key", "collection", "version", "updated_at", "updated_by"]
-    list_filter = ["collection"]
+    list_filter = ["collection", "updated_at"]
     search_fields = ["key"]
+    search_help_text = "Search by key (any part of it)."
     list_select_related = ["collection"]
     show_full_result_count = False  # counting a large table on every page is not worth it
     ordering = ["collection__name", "key"]
     history_latest_first = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("collection__schema")
 
     def get_fields(self, request, obj=None):
         return [
@@ -323,6 +392,7 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
             "data",
             "loaded_version",
             "version",
+            "schema",
             "created_at",
             "created_by",
             "updated_at",
@@ -330,8 +400,19 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
         ]
 
     def get_readonly_fields(self, request, obj=None):
-        readonly = ["version", "created_at", "created_by", "updated_at", "updated_by"]
+        readonly = ["version", "schema", "created_at", "created_by", "updated_at", "updated_by"]
         return ["collection", "key", *readonly] if obj and obj._state.adding is False else readonly
+
+    @admin.display(description="schema")
+    def schema(self, record):
+        """What the data was validated against, and what the next save will be validated against."""
+        if record.pk is None:
+            return "—"
+        bound = record.collection.schema
+        if bound is None:
+            return "None: the collection is bound to no schema."
+        validated = f"its version {record.schema_version}" if record.schema_version else "no version of it"
+        return f"{bound.name}: this data was validated against {validated}; saving checks the latest."
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "collection":
@@ -407,10 +488,51 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
         except NucleusError as exc:
             self.message_user(request, exc.detail, level=messages.ERROR)
             return HttpResponseRedirect(reverse("admin:core_record_changelist"))
-        self.message_user(
-            request, f"{record.key} is now at version {record.version}, equal to version {fields['version']}."
+        verb = "Recovered" if recovering or current is None else "Reverted"
+        source = (
+            "with the data it had when it was deleted"
+            if fields.get("deleted")
+            else f"equal to version {fields['version']}"
         )
+        self.message_user(request, f"{verb} {record.key}: it is now at version {record.version}, {source}.")
         return HttpResponseRedirect(reverse("admin:core_record_change", args=[record.pk]))
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Every version of the record, newest first, with number, actor and comment; each opens to revert.
+
+        VersionAdmin's own list shows only dates and Django users, which says nothing of services'
+        writes. One query, for at most HISTORY_SHOWN versions.
+        """
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        versions = list(
+            Version.objects.get_for_object_reference(Record, unquote(object_id))
+            .select_related("revision", "revision__write_meta")
+            .order_by("-pk")[: HISTORY_SHOWN + 1]
+        )
+        context = {
+            "entries": [self._history_entry(version) for version in versions[:HISTORY_SHOWN]],
+            "more": len(versions) > HISTORY_SHOWN,
+            "shown": HISTORY_SHOWN,
+            **(extra_context or {}),
+        }
+        return admin.ModelAdmin.history_view(self, request, object_id, context)
+
+    def _history_entry(self, version: Version) -> dict:
+        fields = json.loads(version.serialized_data)[0]["fields"]
+        meta = getattr(version.revision, "write_meta", None)
+        data = json.dumps(fields["data"], ensure_ascii=False)
+        return {
+            "version": fields["version"],
+            "deleted": fields.get("deleted", False),
+            "changed_at": version.revision.date_created,
+            "changed_by": meta.actor if meta else "",
+            "comment": version.revision.comment,
+            "data_preview": data if len(data) <= 120 else data[:119] + "…",
+            "url": reverse(
+                f"{self.admin_site.name}:core_record_revision", args=[quote(version.object_id), version.pk]
+            ),
+        }
 
     def revision_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":

@@ -9,7 +9,6 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         import reversion
 
-        import core.api.openapi  # noqa: F401 - registers the OpenAPI authentication extensions
         from core.models import Collection, Grant, Record, Service, ServiceToken
 
         for model in (Record, Collection, Grant, Service):

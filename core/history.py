@@ -2,8 +2,13 @@
 
 django-reversion's own context saves one query per object and ignores objects that no longer exist,
 so deletions would leave no trace. Here a revision, its WriteMeta and all its versions are inserted
-with three statements, and a deletion is stored as a version whose `deleted` field is true. The
-serialized form is exactly Django's JSON serializer's, so VersionAdmin can read and revert it.
+with three statements, and a deletion is stored as a version whose `deleted` field is true.
+
+Writes of records go through `store_records`, which on PostgreSQL inserts (or upserts) the records
+and their versions with one statement per 1000 records: the versions are built by the database from
+the rows it has just written (INSERT … RETURNING feeding INSERT INTO reversion_version), so the
+data crosses the wire once. The serialized form is Django's JSON serializer format either way, so
+VersionAdmin can read and revert it; timestamps written by PostgreSQL keep their microseconds.
 """
 
 import json
@@ -12,16 +17,19 @@ from collections.abc import Iterable
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import router
+from django.db import connections, router
 from django.db.models import Model
 from django.utils import timezone
 from reversion.models import Revision, Version
 
+from core import bulk
 from core.models import Record, WriteMeta
 from core.principals import Actor
 
-_RECORD_FIELDS = (
-    "collection",
+# A record as a row: field attname to value, the form every set-based write takes.
+RECORD_ROW = (
+    "id",
+    "collection_id",
     "key",
     "data",
     "version",
@@ -32,15 +40,20 @@ _RECORD_FIELDS = (
     "created_by",
     "updated_by",
 )
+# The fields of a record in its serialized history ("collection" is the foreign key's name).
+_SERIALIZED = tuple("collection" if name == "collection_id" else name for name in RECORD_ROW[1:])
+RECORD_UPDATE = ("data", "version", "schema_version", "updated_at", "updated_by")
 
 
-def serialize_record(record: Record) -> str:
-    """The record as Django's "json" serializer writes it, without its per-object overhead."""
-    fields = {
-        name: getattr(record, "collection_id" if name == "collection" else name) for name in _RECORD_FIELDS
-    }
+def record_row(record: Record) -> dict:
+    return {name: getattr(record, name) for name in RECORD_ROW}
+
+
+def serialize_record(row: dict) -> str:
+    """A record row as Django's "json" serializer writes the record, without its per-object overhead."""
+    fields = dict(zip(_SERIALIZED, (row[name] for name in RECORD_ROW[1:]), strict=True))
     return json.dumps(
-        [{"model": "core.record", "pk": str(record.pk), "fields": fields}], cls=DjangoJSONEncoder
+        [{"model": "core.record", "pk": str(row["id"]), "fields": fields}], cls=DjangoJSONEncoder
     )
 
 
@@ -83,30 +96,104 @@ def audit_write(*, objects: Iterable[Model], actor: Actor, comment: str) -> Revi
     return revision
 
 
-def history_write(*, records: Iterable[Record], actor: Actor, comment: str) -> Revision | None:
-    """Store one revision holding a version of each record as given (deleted ones with deleted=True)."""
-    records = list(records)
-    if not records:
+def history_write(*, rows: list[dict], actor: Actor, comment: str) -> Revision | None:
+    """Store one revision holding a version of each record row as given (deleted ones with deleted=True)."""
+    if not rows:
         return None
     db = router.db_for_write(Record)
-    content_type = ContentType.objects.db_manager(db).get_for_model(Record)
     revision = _revision(db, actor, comment)
-    Version.objects.using(db).bulk_create(
-        [
-            Version(
-                revision=revision,
-                object_id=str(record.pk),
-                content_type=content_type,
-                db=db,
-                format="json",
-                serialized_data=serialize_record(record),
-                object_repr=f"{record.key}",
-            )
-            for record in records
-        ],
-        batch_size=1000,
-    )
+    _versions(db, revision, rows)
     return revision
+
+
+def _versions(db: str, revision: Revision, rows: list[dict]) -> None:
+    content_type = ContentType.objects.db_manager(db).get_for_model(Record)
+    bulk.insert(
+        Version,
+        [
+            {
+                "revision_id": revision.pk,
+                "object_id": str(row["id"]),
+                "content_type_id": content_type.pk,
+                "db": db,
+                "format": "json",
+                "serialized_data": serialize_record(row),
+                "object_repr": row["key"],
+            }
+            for row in rows
+        ],
+        using=db,
+    )
+
+
+def _serialized_in_sql(alias: str) -> str:
+    """SQL building, from a written row `alias`, the text serialize_record would write for it."""
+    fields = ", ".join(
+        f"'{name}', {alias}.{column}" for name, column in zip(_SERIALIZED, RECORD_ROW[1:], strict=True)
+    )
+    return (
+        f"json_build_array(json_build_object('model', 'core.record', 'pk', {alias}.id::text, "
+        f"'fields', json_build_object({fields})))::text"
+    )
+
+
+def store_records(*, created: list[dict], updated: list[dict], actor: Actor, comment: str) -> int:
+    """Insert the created record rows, upsert the updated ones, and store one revision of them all.
+
+    Returns how many records were written. The rows of `updated` must exist and be locked by the
+    caller's transaction. A created row whose key exists raises IntegrityError (unique violation),
+    except on PostgreSQL, where it is skipped and missing from the count. There a write of up to 1000
+    records is one statement: the revision and its WriteMeta, the records, and their versions.
+    """
+    if not created and not updated:
+        return 0
+    db = router.db_for_write(Record)
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        bulk.insert(Record, created, using=db)
+        bulk.insert(Record, updated, conflict=("collection", "key"), update=RECORD_UPDATE, using=db)
+        history_write(rows=created + updated, actor=actor, comment=comment)
+        return len(created) + len(updated)
+    content_type = ContentType.objects.db_manager(db).get_for_model(Record)
+    quote = connection.ops.quote_name
+    versions = (
+        f"INSERT INTO {quote(Version._meta.db_table)} "  # noqa: S608 - every name comes from the models
+        "(revision_id, object_id, content_type_id, db, format, serialized_data, object_repr) "
+        f"SELECT {{revision}}, w.id::text, %s, %s, 'json', {_serialized_in_sql('w')}, w.key FROM written w"
+    )
+    # The first statement also creates the revision and its WriteMeta, and returns the revision's id.
+    first_revision = (
+        f"rev AS (INSERT INTO {quote(Revision._meta.db_table)} (date_created, user_id, comment) "  # noqa: S608
+        "VALUES (%s, %s, %s) RETURNING id), "
+        f"meta AS (INSERT INTO {quote(WriteMeta._meta.db_table)} (revision_id, actor, request_id) "
+        "SELECT id, %s, %s FROM rev), "
+    )
+    revision_id, count = None, 0
+    with connection.cursor() as cursor:
+        for rows, update in ((created, ()), (updated, RECORD_UPDATE)):
+            written = bulk.insert_sql(
+                Record, RECORD_ROW, conflict=("collection", "key"), update=update, connection=connection
+            )
+            if not update:
+                written += " ON CONFLICT DO NOTHING"
+            for start in range(0, len(rows), bulk.BATCH):
+                chunk = [bulk.dumps(rows[start : start + bulk.BATCH]), content_type.pk, db]
+                if revision_id is None:
+                    cursor.execute(
+                        f"WITH {first_revision}written AS ({written} RETURNING *) "  # noqa: S608
+                        + versions.format(revision="(SELECT id FROM rev)")
+                        + " RETURNING revision_id",
+                        [timezone.now(), actor.user_id, comment, actor.label, actor.request_id, *chunk],
+                    )
+                    count += cursor.rowcount
+                    revision_id = (cursor.fetchone() or [None])[0]
+                else:
+                    cursor.execute(
+                        f"WITH written AS ({written} RETURNING *) " + versions.format(revision="%s"),
+                        [chunk[0], revision_id, *chunk[1:]],
+                    )
+                    count += cursor.rowcount
+    return count
 
 
 def _versions_of(record_id):

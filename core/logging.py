@@ -1,10 +1,36 @@
-"""JSON-lines log records carrying the request id."""
+"""JSON-lines log records carrying the request id, and the log lines of committed writes.
+
+This module is imported while logging is configured, before the apps are ready: no models at import.
+"""
 
 import json
 import logging
 from datetime import UTC, datetime
 
+from django.db import transaction
+
 from core.request_id import get_request_id
+
+write_log = logging.getLogger("nucleus.writes")
+
+# A write log line lists at most this many records: a bulk write of 1000 logs 20 lines, and with keys
+# of at most 200 characters every line stays under 16 KiB, the line limit of Docker's log drivers.
+RECORDS_PER_LINE = 50
+
+# Attributes a log call may pass in `extra`, written as these JSON fields when present.
+_FIELDS = (
+    ("principal", "principal"),
+    ("method", "method"),
+    ("path", "path"),
+    ("status", "status_code"),
+    ("duration_ms", "duration_ms"),
+    ("actor", "actor"),
+    ("collection", "collection"),
+    ("records", "records"),
+    ("stream", "stream"),
+    ("first_offset", "first_offset"),
+    ("last_offset", "last_offset"),
+)
 
 
 class RequestIdFilter(logging.Filter):
@@ -17,7 +43,7 @@ class RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request_id, and any exception."""
+    """One JSON object per line: time, level, logger, message, request_id, the known extras, any exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -27,10 +53,65 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", ""),
         }
-        for name, field in (("status", "status_code"), ("duration_ms", "duration_ms")):
-            value = getattr(record, field, None)
+        for name, attribute in _FIELDS:
+            value = getattr(record, attribute, None)
             if value is not None:
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def log_records_changed(collection: str, changes: list[tuple[str, dict]], *, actor: str) -> None:
+    """Once the transaction commits, log which records a write changed: collection, key, version, op.
+
+    `changes` is [(op, row)] of one collection, op one of created/updated/deleted, row a record row
+    (core.history.RECORD_ROW). Never the data. Costs one callback per write and one line per
+    RECORDS_PER_LINE records; nothing if a rollback discards the write, nothing at all when INFO is
+    not logged.
+    """
+    if not changes or not write_log.isEnabledFor(logging.INFO):
+        return
+    items = [{"key": row["key"], "version": row["version"], "op": op} for op, row in changes]
+
+    def emit() -> None:
+        for start in range(0, len(items), RECORDS_PER_LINE):
+            part = items[start : start + RECORDS_PER_LINE]
+            write_log.info(
+                "%d records written to %s",
+                len(part),
+                collection,
+                extra={"actor": actor, "collection": collection, "records": part},
+            )
+
+    transaction.on_commit(emit, robust=True)
+
+
+def log_events_appended(
+    *, stream_id: int, stream: str, first_offset: int, last_offset: int, actor: str
+) -> None:
+    """Once the transaction commits, log the offsets of the events an append added. Never their data."""
+    if not write_log.isEnabledFor(logging.INFO):
+        return
+
+    def emit() -> None:
+        name = stream or _collection_name(stream_id)
+        write_log.info(
+            "events %d-%d appended to %s",
+            first_offset,
+            last_offset,
+            name,
+            extra={"actor": actor, "stream": name, "first_offset": first_offset, "last_offset": last_offset},
+        )
+
+    transaction.on_commit(emit, robust=True)
+
+
+def _collection_name(collection_id: int) -> str:
+    """A collection's name by id, for writes that hold only the id (change streams): one query.
+
+    Not cached: a restore may give an id to another collection.
+    """
+    from core.models import Collection
+
+    return Collection.objects.filter(pk=collection_id).values_list("name", flat=True).first() or ""

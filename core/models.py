@@ -201,7 +201,9 @@ class Record(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.collection_id}/{self.key}"
+        # The collection's name when it is already loaded (the admin loads it); never a query for it.
+        collection = self.collection.name if Record.collection.is_cached(self) else self.collection_id
+        return f"{collection}/{self.key}"
 
 
 class Event(models.Model):

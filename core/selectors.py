@@ -10,12 +10,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from django.db import connection
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db import connection, router
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Substr
 
+from core import rows
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
-from core.models import KEY_PATTERN, Access, Collection, ConsumerPosition, Event, Grant, Record, ServiceToken
+from core.models import (
+    KEY_PATTERN,
+    Access,
+    Collection,
+    ConsumerPosition,
+    Event,
+    Grant,
+    Record,
+    Service,
+    ServiceToken,
+)
 from core.principals import Principal
 from core.tokens import token_hash
 
@@ -40,7 +51,41 @@ def require_operator_perms(principal: Principal, perms: tuple[str, ...]) -> None
 
 def token_lookup(plain: str) -> ServiceToken | None:
     """The token row for a presented bearer token, with its service (one query)."""
-    return ServiceToken.objects.select_related("service").filter(token_hash=token_hash(plain)).first()
+    db = router.db_for_read(ServiceToken)
+    found = rows.fetch_one(
+        f"SELECT {rows.columns(ServiceToken, 't')}, {rows.columns(Service, 's')} "  # noqa: S608 - names from models
+        f"FROM {rows.table(ServiceToken)} t JOIN {rows.table(Service)} s ON s.id = t.service_id "
+        "WHERE t.token_hash = %s",
+        [token_hash(plain)],
+        (ServiceToken, Service),
+        db,
+    )
+    if found is None:
+        return None
+    token, token.service = found
+    return token
+
+
+def _collection_named(name: str, service: Service | None) -> Collection | None:
+    """The collection with its owner, schema and change stream, and the access granted to service."""
+    db = router.db_for_read(Collection)
+    Schema = Collection._meta.get_field("schema").related_model  # schemas imports core, not vice versa
+    found = rows.fetch_one(
+        f"SELECT {rows.columns(Collection, 'c')}, {rows.columns(Service, 'o')}, "  # noqa: S608 - names from models
+        f"{rows.columns(Schema, 'sc')}, {rows.columns(Collection, 'cs')}, "
+        f"(SELECT g.access FROM {rows.table(Grant)} g WHERE g.collection_id = c.id AND g.service_id = %s) "
+        f"FROM {rows.table(Collection)} c JOIN {rows.table(Service)} o ON o.id = c.owner_id "
+        f"LEFT JOIN {rows.table(Schema)} sc ON sc.id = c.schema_id "
+        f"LEFT JOIN {rows.table(Collection)} cs ON cs.id = c.change_stream_id "
+        "WHERE c.name = %s",
+        [service.pk if service else None, name],
+        (Collection, Service, Schema, Collection, None),
+        db,
+    )
+    if found is None:
+        return None
+    collection, collection.owner, collection.schema, collection.change_stream, collection.granted = found
+    return collection
 
 
 def collections_visible_to(*, principal: Principal) -> QuerySet[Collection]:
@@ -56,13 +101,7 @@ def collection_for(*, principal: Principal, name: str, need: Need, perms: tuple[
 
     Services are judged by ownership and grants; operators by the Django permissions in perms.
     """
-    collections = Collection.objects.select_related("owner", "schema", "change_stream")
-    if principal.service is not None:
-        granted = Grant.objects.filter(collection=OuterRef("pk"), service=principal.service).values("access")[
-            :1
-        ]
-        collections = collections.annotate(granted=Subquery(granted))
-    collection = collections.filter(name=name).first()
+    collection = _collection_named(name, principal.service)
     if collection is None:
         raise NotFound(f"There is no collection {name!r}.", code="collection_not_found")
     if principal.service is None:
@@ -95,9 +134,18 @@ def require_stream(collection: Collection) -> None:
 
 def record_get(*, collection: Collection, key: str) -> Record:
     require_records(collection)
-    record = Record.objects.filter(collection=collection, key=key).first()
-    if record is None:
+    db = router.db_for_read(Record)
+    found = rows.fetch_one(
+        f"SELECT {rows.columns(Record, 'r')} FROM {rows.table(Record)} r "  # noqa: S608 - names from models
+        "WHERE r.collection_id = %s AND r.key = %s",
+        [collection.pk, key],
+        (Record,),
+        db,
+    )
+    if found is None:
         raise NotFound(f"There is no record {key!r} in {collection.name!r}.", code="record_not_found")
+    (record,) = found
+    record.collection = collection
     return record
 
 
@@ -286,15 +334,16 @@ def collection_write_state(collection: Collection) -> WriteState:
         # binding made) by the transaction it waited for.
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM core_collection WHERE id = %s FOR SHARE", [collection.pk])
-    latest = SchemaVersion.objects.filter(schema_id=OuterRef("schema_id")).order_by("-version")
-    found = (
-        Collection.objects.filter(pk=collection.pk)
-        .annotate(
-            latest_version=Subquery(latest.values("version")[:1]),
-            fingerprint=Subquery(latest.values("fingerprint")[:1]),
-        )
-        .values_list("schema_id", "latest_version", "fingerprint", "change_stream_id")
-        .first()
+    latest = (
+        f"(SELECT {{}} FROM {rows.table(SchemaVersion)} "  # noqa: S608 - names come from the models
+        "WHERE schema_id = c.schema_id ORDER BY version DESC LIMIT 1)"
+    )
+    found = rows.fetch_one(
+        f"SELECT c.schema_id, {latest.format('version')}, {latest.format('fingerprint')}, c.change_stream_id "  # noqa: S608
+        f"FROM {rows.table(Collection)} c WHERE c.id = %s",
+        [collection.pk],
+        (None, None, None, None),
+        router.db_for_write(Collection),
     )
     if not found:
         raise NotFound(f"Collection {collection.name!r} was deleted meanwhile.", code="collection_not_found")

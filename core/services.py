@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, router, transaction
 from django.utils import timezone
 
+from core import bulk, rows
 from core.errors import (
     Conflict,
     ContentTooLarge,
@@ -20,7 +21,8 @@ from core.errors import (
     PreconditionRequired,
     ValidationFailed,
 )
-from core.history import audit_write, history_entry, history_write
+from core.history import audit_write, history_entry, history_write, record_row, store_records
+from core.logging import log_events_appended, log_records_changed
 from core.models import (
     KEY_PATTERN,
     NAME_PATTERN,
@@ -298,14 +300,13 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
         for record in records.iterator(chunk_size=1000):
             record.version, record.deleted = record.version + 1, True
             record.updated_at, record.updated_by = now, actor.label
-            record.collection = locked
-            batch.append(record)
+            batch.append(record_row(record))
             if len(batch) == 1000:
-                history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
-                _record_changed(state, [("deleted", r) for r in batch], actor)
+                history_write(rows=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+                _record_changed(state, locked, [("deleted", row) for row in batch], actor)
                 batch = []
-        history_write(records=batch, actor=actor, comment=f"deleted with collection {locked.name}")
-        _record_changed(state, [("deleted", r) for r in batch], actor)
+        history_write(rows=batch, actor=actor, comment=f"deleted with collection {locked.name}")
+        _record_changed(state, locked, [("deleted", row) for row in batch], actor)
     audit_write(objects=[locked, *locked.grants.all()], actor=actor, comment="collection deleted")
     locked.delete()
 
@@ -404,34 +405,52 @@ def _check_if_match_required(collection: Collection, existing: Record | None, if
 
 
 def _locked_record(collection: Collection, key: str) -> Record | None:
-    # No ordering: the model's default ordering would join (and lock) the collection row as well.
-    return (
-        Record.objects.select_for_update(of=("self",))
-        .filter(collection=collection, key=key)
-        .order_by()
-        .first()
+    """The record, locked FOR UPDATE until commit (only the record: not its collection's row)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    found = rows.fetch_one(
+        f"SELECT {rows.columns(Record, 'r')} FROM {rows.table(Record)} r "  # noqa: S608 - names from the model
+        f"WHERE r.collection_id = %s AND r.key = %s{lock}",
+        [collection.pk, key],
+        (Record,),
+        router.db_for_write(Record),
     )
+    if found is None:
+        return None
+    (record,) = found
+    record.collection = collection
+    return record
 
 
-def _next_versions(collection: Collection, keys: list[str]) -> dict[str, int]:
-    """The version a new record of each key starts at: one past its last version before deletion."""
-    ids = {record_pk(collection.pk, key): key for key in keys}
-    last = RecordTombstone.objects.filter(pk__in=list(ids)).values_list("pk", "version")
-    versions = dict.fromkeys(keys, 1)
+def _next_versions(ids: dict[str, uuid.UUID]) -> dict[str, int]:
+    """The version a new record of each key (key: record id) starts at: one past its last before deletion."""
+    keys = {pk: key for key, pk in ids.items()}
+    last = RecordTombstone.objects.filter(pk__one_of=list(keys)).values_list("pk", "version")
+    versions = dict.fromkeys(ids, 1)
     for pk, version in last:
-        versions[ids[pk]] = version + 1
+        versions[keys[pk]] = version + 1
     return versions
 
 
-def _insert(records: list[Record]) -> None:
+def _store(*, created: list[dict], updated: list[dict], actor: Actor, comment: str) -> None:
+    """Write record rows and their history; a key created meanwhile by another request is a 409.
+
+    On PostgreSQL a created key that exists is skipped by the statement (ON CONFLICT DO NOTHING) and
+    noticed by the count, so no savepoint is needed; the 409 rolls the whole write back.
+    """
+    concurrent = Conflict(
+        "A record with this key was created concurrently; retry the request.", code="concurrent_write"
+    )
+    if not created or connection.vendor == "postgresql":
+        written = store_records(created=created, updated=updated, actor=actor, comment=comment)
+        if written < len(created) + len(updated):
+            raise concurrent
+        return
     try:
         with transaction.atomic():
-            Record.objects.bulk_create(records, batch_size=1000)
+            store_records(created=created, updated=updated, actor=actor, comment=comment)
     except IntegrityError as exc:
         if _is_unique_violation(exc):
-            raise Conflict(
-                "A record with this key was created concurrently; retry the request.", code="concurrent_write"
-            )
+            raise concurrent
         raise
 
 
@@ -443,43 +462,57 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return "UNIQUE constraint failed" in str(exc)
 
 
-def _new_record(
-    collection: Collection, key: str, data: dict, version: int, actor: Actor, now, schema_version: int | None
-) -> Record:
-    return Record(
-        id=record_pk(collection.pk, key),
-        collection=collection,
-        key=key,
-        data=data,
-        version=version,
-        schema_version=schema_version,
-        created_at=now,
-        updated_at=now,
-        created_by=actor.label,
-        updated_by=actor.label,
-    )
+def _new_row(
+    collection: Collection,
+    key: str,
+    data: dict,
+    version: int,
+    actor: Actor,
+    now,
+    schema_version: int | None,
+    pk: uuid.UUID | None = None,
+) -> dict:
+    return {
+        "id": pk or record_pk(collection.pk, key),
+        "collection_id": collection.pk,
+        "key": key,
+        "data": data,
+        "version": version,
+        "schema_version": schema_version,
+        "deleted": False,
+        "created_at": now,
+        "updated_at": now,
+        "created_by": actor.label,
+        "updated_by": actor.label,
+    }
 
 
-def _update(record: Record, data: dict, actor: Actor, schema_version: int | None) -> Record:
+def _update(record: Record, data: dict, actor: Actor, schema_version: int | None, comment: str) -> Record:
     record.data = data
     record.version += 1
     record.schema_version = schema_version
     record.updated_at = timezone.now()
     record.updated_by = actor.label
-    Record.objects.filter(pk=record.pk).update(
-        data=data,
-        version=record.version,
-        schema_version=schema_version,
-        updated_at=record.updated_at,
-        updated_by=record.updated_by,
-    )
+    _store(created=[], updated=[record_row(record)], actor=actor, comment=comment)
     return record
 
 
-def _create(collection: Collection, key: str, data: dict, actor: Actor, schema_version: int | None) -> Record:
-    version = _next_versions(collection, [key])[key]
-    record = _new_record(collection, key, data, version, actor, timezone.now(), schema_version)
-    _insert([record])
+def _create(
+    collection: Collection,
+    key: str,
+    data: dict,
+    actor: Actor,
+    schema_version: int | None,
+    comment: str,
+    version: int | None = None,
+) -> Record:
+    """Create the record (its key is free) at version, or else at the key's next version."""
+    if version is None:
+        version = _next_versions({key: record_pk(collection.pk, key)})[key]
+    row = _new_row(collection, key, data, version, actor, timezone.now(), schema_version)
+    _store(created=[row], updated=[], actor=actor, comment=comment)
+    record = Record(**row)
+    record.collection = collection
     return record
 
 
@@ -506,26 +539,30 @@ def _conform(collection: Collection, state: WriteState, data: dict) -> int | Non
     return state.schema.version
 
 
-def _record_changed(state: WriteState, changes: list[tuple[str, Record]], actor: Actor) -> None:
+def _record_changed(
+    state: WriteState, collection: Collection, changes: list[tuple[str, dict]], actor: Actor
+) -> None:
     """Append record.created / record.updated / record.deleted events to the change stream, if any.
 
     Runs in the write's transaction: a committed write always has its events, a rolled-back one never.
     Event ids derive from the record and its version, so the same change can never be appended twice.
+    Every record write passes here, so here it is also logged (on commit: key, version, op; no data).
     """
+    log_records_changed(collection.name, changes, actor=actor.label)
     if state.change_stream_id is None or not changes:
         return
     prepared = [
         (
-            uuid.uuid5(uuid.NAMESPACE_URL, f"nucleus:change:{record.pk}:{record.version}"),
+            uuid.uuid5(uuid.NAMESPACE_URL, f"nucleus:change:{row['id']}:{row['version']}"),
             f"record.{change}",
             {
-                "collection": record.collection.name,
-                "key": record.key,
-                "version": record.version,
-                "data": record.data,
+                "collection": collection.name,
+                "key": row["key"],
+                "version": row["version"],
+                "data": row["data"],
             },
         )
-        for change, record in changes
+        for change, row in changes
     ]
     _append(Collection(pk=state.change_stream_id), prepared, producer=actor.label)
 
@@ -538,11 +575,21 @@ def record_create(*, collection: Collection, key: str | None, data, actor: Actor
     check_record_data(data)
     state = collection_write_state(collection)
     schema_version = _conform(collection, state, data)
-    if Record.objects.filter(collection=collection, key=key).exists():
+    pk = record_pk(collection.pk, key)
+    # Whether the key is taken, and the last version of a deleted record of that key: one query.
+    exists, last_version = rows.fetch_one(
+        f"SELECT EXISTS (SELECT 1 FROM {rows.table(Record)} WHERE collection_id = %s AND key = %s), "  # noqa: S608
+        f"(SELECT version FROM {rows.table(RecordTombstone)} WHERE id = %s)",
+        [collection.pk, key, RecordTombstone._meta.pk.get_db_prep_value(pk, connection)],
+        (None, None),
+        router.db_for_write(Record),
+    )
+    if exists:
         raise Conflict(f"Record {key!r} already exists in {collection.name!r}.", code="record_exists")
-    record = _create(collection, key, data, actor, schema_version)
-    history_write(records=[record], actor=actor, comment="created")
-    _record_changed(state, [("created", record)], actor)
+    record = _create(
+        collection, key, data, actor, schema_version, comment="created", version=(last_version or 0) + 1
+    )
+    _record_changed(state, collection, [("created", record_row(record))], actor)
     return record
 
 
@@ -574,11 +621,10 @@ def _put(collection, key, data, actor, if_match, if_none_match, comment):
     _check_if_match(existing, if_match, key)
     _check_if_match_required(collection, existing, if_match)
     if existing is None:
-        record, created = _create(collection, key, data, actor, schema_version), True
+        record, created = _create(collection, key, data, actor, schema_version, comment or "created"), True
     else:
-        record, created = _update(existing, data, actor, schema_version), False
-    history_write(records=[record], actor=actor, comment=comment or ("created" if created else "replaced"))
-    _record_changed(state, [("created" if created else "updated", record)], actor)
+        record, created = _update(existing, data, actor, schema_version, comment or "replaced"), False
+    _record_changed(state, collection, [("created" if created else "updated", record_row(record))], actor)
     return record, created
 
 
@@ -601,9 +647,8 @@ def record_patch(
     _check_if_match_required(collection, existing, if_match)
     merged = merge_patch(existing.data, patch)
     check_record_data(merged)
-    record = _update(existing, merged, actor, _conform(collection, state, merged))
-    history_write(records=[record], actor=actor, comment="patched")
-    _record_changed(state, [("updated", record)], actor)
+    record = _update(existing, merged, actor, _conform(collection, state, merged), comment="patched")
+    _record_changed(state, collection, [("updated", record_row(record))], actor)
     return record
 
 
@@ -622,7 +667,7 @@ def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: I
     existing.deleted = True
     existing.updated_at = now
     existing.updated_by = actor.label
-    history_write(records=[existing], actor=actor, comment="deleted")
+    history_write(rows=[record_row(existing)], actor=actor, comment="deleted")
     RecordTombstone.objects.update_or_create(
         pk=existing.pk,
         defaults={
@@ -634,8 +679,7 @@ def record_delete(*, collection: Collection, key: str, actor: Actor, if_match: I
         },
     )
     Record.objects.filter(pk=existing.pk).delete()
-    existing.collection = collection
-    _record_changed(state, [("deleted", existing)], actor)
+    _record_changed(state, collection, [("deleted", record_row(existing))], actor)
 
 
 @transaction.atomic
@@ -745,7 +789,7 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
         row[0]: row
         for row in Record.objects.select_for_update(of=("self",))
         .order_by()
-        .filter(collection=collection, key__in=keys)
+        .filter(collection=collection, key__one_of=keys)
         .values_list("key", "version", "created_at", "created_by")
     }
     if existing and mode == "insert":
@@ -767,35 +811,22 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
             index=index_of[first],
         )
     now = timezone.now()
-    start = _next_versions(collection, [key for key in keys if key not in existing])
-    new_records, updated_records = [], []
+    ids = {key: record_pk(collection.pk, key) for key in keys if key not in existing}
+    start = _next_versions(ids)
+    created, updated = [], []
     for key, data in prepared:
         if key in existing:
             _, version, created_at, created_by = existing[key]
-            record = _new_record(collection, key, data, version + 1, actor, now, schema_version)
-            record.created_at, record.created_by = created_at, created_by
-            updated_records.append(record)
+            row = _new_row(collection, key, data, version + 1, actor, now, schema_version)
+            row["created_at"], row["created_by"] = created_at, created_by
+            updated.append(row)
         else:
-            new_records.append(_new_record(collection, key, data, start[key], actor, now, schema_version))
-    if new_records:
-        _insert(new_records)
-    if updated_records:
-        # The rows exist and are locked by this transaction, so the conflict branch always applies.
-        Record.objects.bulk_create(
-            updated_records,
-            batch_size=1000,
-            update_conflicts=True,
-            unique_fields=["collection", "key"],
-            update_fields=["data", "version", "schema_version", "updated_at", "updated_by"],
-        )
-    history_write(records=new_records + updated_records, actor=actor, comment=f"bulk {mode}")
-    changes = [("created", record) for record in new_records] + [
-        ("updated", record) for record in updated_records
-    ]
-    _record_changed(state, sorted(changes, key=lambda change: index_of[change[1].key]), actor)
-    created = {record.key for record in new_records}
-    versions = {record.key: record.version for record in new_records + updated_records}
-    return [BulkItem(key=key, version=versions[key], created=key in created) for key in keys]
+            created.append(_new_row(collection, key, data, start[key], actor, now, schema_version, ids[key]))
+    _store(created=created, updated=updated, actor=actor, comment=f"bulk {mode}")
+    changes = [("created", row) for row in created] + [("updated", row) for row in updated]
+    _record_changed(state, collection, sorted(changes, key=lambda change: index_of[change[1]["key"]]), actor)
+    versions = {row["key"]: row["version"] for row in created + updated}
+    return [BulkItem(key=key, version=versions[key], created=key not in existing) for key in keys]
 
 
 # --- streams ---------------------------------------------------------------------------------------
@@ -859,16 +890,16 @@ def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
 
 def _lock_stream(stream: Collection) -> int:
     """Lock the stream's row until commit and return its last offset: appenders queue here."""
-    found = (
-        Collection.objects.select_for_update(no_key=True, of=("self",))
-        .filter(pk=stream.pk)
-        .order_by()
-        .values_list("last_offset", flat=True)
-        .first()
+    lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
+    found = rows.fetch_one(
+        f"SELECT last_offset FROM {rows.table(Collection)} WHERE id = %s{lock}",  # noqa: S608
+        [stream.pk],
+        (None,),
+        router.db_for_write(Collection),
     )
     if found is None:
         raise NotFound("The stream was deleted meanwhile.", code="collection_not_found")
-    return found
+    return found[0]
 
 
 def _append(
@@ -877,12 +908,20 @@ def _append(
     *,
     producer: str,
     expected_last_offset: int | None = None,
+    may_exist: bool = True,
 ) -> Appended:
-    """Append under the stream's lock: ids already in the stream keep their offsets, new ones get the next."""
+    """Append under the stream's lock: ids already in the stream keep their offsets, new ones get the next.
+
+    may_exist=False: every id is new (made here, uuid4), so the stream need not be searched for them.
+    """
     last_offset = _lock_stream(stream)
     ids = [event_id for event_id, _, _ in prepared]
-    offsets = dict(
-        Event.objects.filter(stream_id=stream.pk, event_id__in=ids).values_list("event_id", "offset")
+    offsets = (
+        dict(
+            Event.objects.filter(stream_id=stream.pk, event_id__one_of=ids).values_list("event_id", "offset")
+        )
+        if may_exist
+        else {}
     )
     fresh = []
     for event_id, event_type, data in prepared:
@@ -897,24 +936,30 @@ def _append(
         )
     if fresh:
         now = timezone.now()
-        Event.objects.bulk_create(
+        bulk.insert(
+            Event,
             [
-                Event(
-                    stream_id=stream.pk,
-                    offset=offsets[event_id],
-                    event_id=event_id,
-                    type=event_type,
-                    data=data,
-                    producer=producer,
-                    created_at=now,
-                )
+                {
+                    "stream_id": stream.pk,
+                    "offset": offsets[event_id],
+                    "event_id": event_id,
+                    "type": event_type,
+                    "data": data,
+                    "producer": producer,
+                    "created_at": now,
+                }
                 for event_id, event_type, data in fresh
             ],
-            batch_size=1000,
         )
         new_last = last_offset + len(fresh)
-        Collection.objects.filter(pk=stream.pk).update(last_offset=new_last)
-        announce_stream(stream.pk, new_last)
+        _move_head(stream.pk, new_last)
+        log_events_appended(
+            stream_id=stream.pk,
+            stream=stream.name,
+            first_offset=last_offset + 1,
+            last_offset=new_last,
+            actor=producer,
+        )
     ordered = [(str(event_id), offsets[event_id]) for event_id in ids]
     return Appended(
         first_offset=min(offset for _, offset in ordered),
@@ -924,11 +969,18 @@ def _append(
     )
 
 
-def announce_stream(stream_id: int, last_offset: int) -> None:
-    """Wake long-polling readers when the transaction commits (PostgreSQL NOTIFY; SQLite readers poll)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [stream_channel(stream_id), str(last_offset)])
+def _move_head(stream_id: int, last_offset: int) -> None:
+    """Store the stream's new last offset and wake long-polling readers when the transaction commits
+    (PostgreSQL NOTIFY, in the same statement; SQLite readers poll)."""
+    update = f"UPDATE {rows.table(Collection)} SET last_offset = %s WHERE id = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH moved AS ({update} RETURNING id) SELECT pg_notify(%s, %s) FROM moved",  # noqa: S608
+                [last_offset, stream_id, stream_channel(stream_id), str(last_offset)],
+            )
+        else:
+            cursor.execute(update, [last_offset, stream_id])
 
 
 def stream_channel(stream_id: int) -> str:
@@ -954,7 +1006,13 @@ def stream_append(*, stream: Collection, events, actor: Actor, expected_last_off
             errors=[{"path": "/expected_last_offset", "message": "must be an integer >= 0."}],
         )
     prepared = _prepare_events(events)
-    return _append(stream, prepared, producer=actor.label, expected_last_offset=expected_last_offset)
+    return _append(
+        stream,
+        prepared,
+        producer=actor.label,
+        expected_last_offset=expected_last_offset,
+        may_exist=any(event.get("id") is not None for event in events),
+    )
 
 
 @transaction.atomic

@@ -25,6 +25,7 @@ class CollectionState:
     last_offset: int
     consumers: int
     max_lag: int
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class BackupState:
 
     def seconds_since(self, moment: datetime | None) -> float | None:
         return (timezone.now() - moment).total_seconds() if moment else None
+
+    @property
+    def verified_stale(self) -> bool:
+        """No verified backup, or the newest one is older than NUCLEUS_BACKUP_MAX_AGE_HOURS."""
+        age = self.seconds_since(self.newest_verified_at)
+        return age is None or age > self.max_age_hours * 3600
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,29 @@ def collection_states(*, sizes: bool = False) -> list[CollectionState]:
                 last_offset=collection.last_offset,
                 consumers=consumed.get("n", 0),
                 max_lag=max(consumed.get("max_lag") or 0, 0),
+                id=collection.pk,
             )
         )
     return states
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    stream: str
+    consumer: str
+    offset: int
+    lag: int
+
+
+def consumer_states() -> list[ConsumerState]:
+    """Every consumer position with its lag behind the stream's last offset: one query."""
+    rows = ConsumerPosition.objects.order_by("stream__name", "consumer").values_list(
+        "stream__name", "consumer", "offset", "stream__last_offset"
+    )
+    return [
+        ConsumerState(stream=stream, consumer=consumer, offset=offset, lag=max(last_offset - offset, 0))
+        for stream, consumer, offset, last_offset in rows
+    ]
 
 
 def _data_size() -> Func:
@@ -114,7 +141,7 @@ def backup_state() -> BackupState:
     freshness = backup_freshness()
     verified = (
         Backup.objects.filter(status=BackupStatus.VERIFIED, verify_ok=True, engine=connection.vendor)
-        .order_by("-verified_at")
+        .order_by("-created_at")
         .values_list("created_at", flat=True)
         .first()
     )
@@ -141,4 +168,3 @@ def service_state(*, sizes: bool = False) -> ServiceState:
         database_bytes=database_bytes(),
         backups=backup_state(),
     )
-

@@ -48,20 +48,48 @@ def _string_problem(text: str, path: str, what: str = "string") -> tuple[str, st
     return None
 
 
+def _nested_deeper_than(value, max_depth: int) -> bool:
+    """Whether objects and arrays nest deeper than max_depth (value itself is level 1)."""
+    level, containers = 1, [value]
+    while containers:
+        if level > max_depth:
+            return True
+        inner = []
+        for container in containers:
+            items = container.values() if isinstance(container, dict) else container
+            inner += [item for item in items if isinstance(item, dict | list)]
+        containers, level = inner, level + 1
+    return False
+
+
 def check_record_data(data, *, path: str = "/data") -> int:
-    """Raise ValidationFailed unless data is a storable JSON object; returns its serialized size."""
+    """Raise ValidationFailed unless data is a storable JSON object; returns its serialized size.
+
+    The common case costs one serialization (which the size limit needs anyway) and a walk over the
+    objects and arrays; only data that fails a quick test is searched value by value for the exact
+    place and reason (find_problem).
+    """
     if not isinstance(data, dict):
         raise ValidationFailed(
             "data must be a JSON object.", errors=[{"path": path, "message": "must be an object."}]
         )
-    problem = find_problem(data, path, 1, settings.NUCLEUS_MAX_JSON_DEPTH)
-    if problem:
-        raise ValidationFailed(
-            f"{problem[0]} {problem[1]}",
-            code="invalid_data",
-            errors=[{"path": problem[0], "message": problem[1]}],
-        )
-    size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    max_depth = settings.NUCLEUS_MAX_JSON_DEPTH
+    try:
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        # JSON writes a NUL as \u0000; the test can also hit an escaped backslash before "u0000".
+        suspect = b"\\u0000" in encoded or _nested_deeper_than(data, max_depth)
+    except (ValueError, UnicodeEncodeError, RecursionError):  # non-finite numbers, lone surrogates
+        encoded, suspect = b"", True
+    if suspect:
+        problem = find_problem(data, path, 1, max_depth)
+        if problem:
+            raise ValidationFailed(
+                f"{problem[0]} {problem[1]}",
+                code="invalid_data",
+                errors=[{"path": problem[0], "message": problem[1]}],
+            )
+        encoded = encoded or json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    size = len(encoded)
     if size > settings.NUCLEUS_MAX_RECORD_BYTES:
         message = f"is {size} bytes serialized; the limit is {settings.NUCLEUS_MAX_RECORD_BYTES}."
         raise ContentTooLarge(

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from core.identity import jwt_config
 from core.throttling import parse_rate
-from nucleus_project.env import env_bool, env_int, env_list, env_str
+from nucleus_project.env import env_bool, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("NUCLEUS_VAR_DIR", str(BASE_DIR / "var")))
@@ -67,9 +67,23 @@ NUCLEUS_THROTTLE_RATE = env_str("NUCLEUS_THROTTLE_RATE", "6000/min")
 NUCLEUS_THROTTLE_OPERATOR_RATE = env_str("NUCLEUS_THROTTLE_OPERATOR_RATE", "off")
 parse_rate(NUCLEUS_THROTTLE_RATE, setting="NUCLEUS_THROTTLE_RATE")
 parse_rate(NUCLEUS_THROTTLE_OPERATOR_RATE, setting="NUCLEUS_THROTTLE_OPERATOR_RATE")
+# Who may read /metrics (README, Metrics): signed-in operators, callers presenting NUCLEUS_METRICS_TOKEN,
+# and clients whose address is in NUCLEUS_METRICS_ALLOW_CIDRS: by default the loopback addresses while
+# DEBUG is on, and no network at all in production (a proxy on the same host would make everyone local).
+NUCLEUS_METRICS_ALLOW_CIDRS = env_networks(
+    "NUCLEUS_METRICS_ALLOW_CIDRS", ["127.0.0.0/8", "::1"] if DEBUG else []
+)
+NUCLEUS_METRICS_TOKEN = env_str("NUCLEUS_METRICS_TOKEN")
+if NUCLEUS_METRICS_TOKEN and len(NUCLEUS_METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured(
+        "NUCLEUS_METRICS_TOKEN is shorter than 32 characters. Set it to a random value, e.g. from: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(32))', or leave it empty to turn it off."
+    )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Admin modules are discovered by the URLconf (admin.autodiscover() there), not at start-up, so
+    # that management commands such as dbbackup and dbrestore start quickly.
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -151,6 +165,12 @@ def _database_config() -> dict:
             options = config.setdefault("OPTIONS", {})
             given = options.get("options", "")
             options["options"] = f"{given} -c statement_timeout={timeout_ms}".strip()
+        # Behind a pooler in transaction mode (PgBouncer) a cursor cannot outlive its transaction
+        # (docs/operations.md, Connection pooling).
+        config["DISABLE_SERVER_SIDE_CURSORS"] = env_bool("DATABASE_DISABLE_SERVER_SIDE_CURSORS", False)
+    if config["ENGINE"] in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+        # django-prometheus' subclass of the same backend counts and times every statement (README, Metrics).
+        config["ENGINE"] = config["ENGINE"].replace("django.db.", "django_prometheus.db.", 1)
     return config
 
 
@@ -243,7 +263,12 @@ LOGGING = {
     "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},
     "formatters": {"json": {"()": "core.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.server": {"handlers": ["console"], "level": "INFO", "propagate": False}},

@@ -11,3 +11,6 @@ NUCLEUS_TOKEN_TOUCH_INTERVAL = 0
 NUCLEUS_THROTTLE_RATE = "off"
 NUCLEUS_THROTTLE_OPERATOR_RATE = "off"
 NUCLEUS_JWT = None
+# /metrics: no network is trusted, whatever DEBUG says, so that the test client (127.0.0.1) is just a
+# caller; tests/test_observability.py sets networks of its own.
+NUCLEUS_METRICS_ALLOW_CIDRS = []

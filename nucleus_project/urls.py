@@ -5,8 +5,14 @@ from django.urls import include, path, re_path
 from django.views.defaults import page_not_found, server_error
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# core.api.openapi registers the OpenAPI authentication extensions; it is imported here, not in an
+# AppConfig, so that management commands (dbbackup, dbrestore) do not pay for drf-spectacular.
+import core.api.openapi  # noqa: F401 - imported for its side effect
 from core.api.system import api_not_found, api_server_error, database_error_response, healthz, readyz
+from core.metrics import metrics
 from schemas.admin import migration_status_view
+
+admin.autodiscover()  # INSTALLED_APPS has SimpleAdminConfig: the admin modules are loaded here
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -20,7 +26,8 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view()),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-docs"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema")),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics, name="metrics"),
+    path("metrics/", metrics),
     path("admin/migrations/", admin.site.admin_view(migration_status_view), name="admin-migrations"),
     path("admin/", admin.site.urls),
     # Anything else under /api/ is a problem+json 404, also while DEBUG shows HTML pages elsewhere.

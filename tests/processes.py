@@ -21,7 +21,7 @@ SUBPROCESS_TIMEOUT = 60
 START_TIMEOUT = 20
 STOP_TIMEOUT = 15
 # Inherited variables that would change what a subprocess does; every test sets what it needs itself.
-_INHERITED_PREFIXES = ("DJANGO_", "NUCLEUS_", "GUNICORN_", "SECURE_", "SESSION_", "CSRF_")
+_INHERITED_PREFIXES = ("DJANGO_", "NUCLEUS_", "GUNICORN_", "SECURE_", "SESSION_", "CSRF_", "PROMETHEUS_")
 _INHERITED_NAMES = {
     "DATABASE_URL",
     "SECRET_KEY",
@@ -78,15 +78,26 @@ def gunicorn_command(port: int, *options: str) -> list[str]:
 class Gunicorn:
     """A gunicorn master and its workers in a process group of their own, so that kill() reaches all.
 
-    The log of every start is appended to log_path. Use as a context manager, or call stop() in a
-    finally: a test never leaves a server behind.
+    The log of every start is appended to log_path (stdout and stderr, unless stderr_path separates
+    stderr). Use as a context manager, or call stop() in a finally: a test never leaves a server behind.
+    The workers' metric files go to a directory beside the log unless env names one
+    (NUCLEUS_METRICS_DIR; empty: gunicorn.conf.py makes one), so a killed server leaves none behind.
     """
 
-    def __init__(self, command: list[str], *, port: int, env: dict[str, str], log_path: Path):
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        port: int,
+        env: dict[str, str],
+        log_path: Path,
+        stderr_path: Path | None = None,
+    ):
         self.command = command
         self.port = port
-        self.env = env
+        self.env = {"NUCLEUS_METRICS_DIR": str(log_path.parent / f"metrics-{port}"), **env}
         self.log_path = log_path
+        self.stderr_path = stderr_path
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "Gunicorn":
@@ -102,13 +113,13 @@ class Gunicorn:
     def start(self, timeout: float = START_TIMEOUT) -> "Gunicorn":
         """Start the server and wait until /healthz answers."""
         assert not self.running, "the server is running already"
-        with self.log_path.open("ab") as log:
+        with self.log_path.open("ab") as log, open(self.stderr_path or os.devnull, "ab") as errors:
             self.process = subprocess.Popen(
                 self.command,
                 cwd=REPO_ROOT,
                 env=self.env,
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=errors if self.stderr_path else subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout

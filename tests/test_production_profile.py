@@ -10,6 +10,7 @@ exemptions, the proxy header, and throttling whose state all workers share.
 import http.client
 import json
 import re
+import secrets
 import threading
 import time
 from http.cookies import SimpleCookie
@@ -26,6 +27,7 @@ HTTPS = {"X-Forwarded-Proto": "https"}
 THROTTLE_LIMIT = 8  # per service and hour: no test but the throttling one comes near it
 HSTS = "max-age=31536000; includeSubDomains; preload"
 OPERATOR = ("alice", "correct horse battery staple")
+METRICS_TOKEN = secrets.token_urlsafe(32)
 # gunicorn's access log, one line per request: the worker's pid, the status and our request id.
 ACCESS_FORMAT = "access %(p)s %(s)s %({x-request-id}i)s"
 ACCESS_LINE = re.compile(r"access <(\d+)> (\d{3}) (\S+)")
@@ -79,6 +81,7 @@ def server(tmp_path_factory):
         GUNICORN_WORKERS="2",
         GUNICORN_ACCESS_LOG="-",
         NUCLEUS_THROTTLE_RATE=f"{THROTTLE_LIMIT}/hour",
+        NUCLEUS_METRICS_TOKEN=METRICS_TOKEN,
     )
     for step in (("migrate", "--noinput"), ("collectstatic", "--noinput", "--verbosity", "0")):
         done = manage(*step, env=env)
@@ -211,7 +214,7 @@ def test_plain_http_is_redirected_to_https(server, path):
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
 def test_probes_and_metrics_answer_over_plain_http(server, path):
-    response, body = server.get(path)
+    response, body = server.get(path, Authorization=f"Bearer {METRICS_TOKEN}")
     assert response.status == 200, body[:500]
 
 

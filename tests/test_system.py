@@ -355,9 +355,10 @@ def test_swagger_ui_is_served(client, db):
         assert b"/api/schema/" in response.content
 
 
-def test_metrics_are_prometheus_text(client, db):
+def test_metrics_are_prometheus_text_for_operators(operator, client):
     client.get("/healthz")
-    response = client.get("/metrics")
+    assert client.get("/metrics").status_code == 403  # tests/test_observability.py: who may read them
+    response = operator.get("/metrics")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     text = response.content.decode()

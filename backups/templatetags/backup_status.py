@@ -18,4 +18,4 @@ def backup_freshness_line() -> str:
             '<li class="nucleus-backup-warning" style="color: var(--error-fg)">⚠ {}</li>', warning
         )
     newest = backup_freshness().newest
-    return format_html("<li>Newest backup {} ago ({})</li>", timesince(newest.created_at), newest.id)
+    return format_html("<li>made {} ago ({})</li>", timesince(newest.created_at), newest.id)

@@ -3,6 +3,8 @@
 import hashlib
 import json
 import re
+from datetime import timedelta
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -11,12 +13,14 @@ from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from reversion.models import Version
 
 from core import services
 from core.history import history_page
 from core.models import Collection, Record, RecordTombstone, Service, ServiceToken
 from core.principals import Actor
+from schemas import services as schema_services
 from tests.actors import TEST_ACTOR
 
 TOKEN_RE = re.compile(r"nuc_[A-Za-z0-9_-]{20,}")
@@ -133,6 +137,9 @@ def test_the_index_lists_the_core_models(admin):
 def test_changelists_render(admin, record, model):
     response = admin.get(url(f"{model}_changelist"))
     assert response.status_code == 200
+    html = response.content.decode()
+    assert re.search(r"<title>Select [a-z ]+ to change \| Nucleus admin</title>", html)
+    assert '<div id="site-name"><a href="/admin/">Nucleus</a></div>' in html
 
 
 def test_change_forms_render(admin, owner, record, items):
@@ -282,12 +289,24 @@ def test_the_revoke_action_revokes_the_selected_tokens(admin, owner, reader):
     assert reader.get(reverse("collection-list")).status_code == 200
 
 
-def test_adding_a_service_in_the_admin(admin):
-    response = submit(admin, url("service_add"), name="taxon", description="classifier")
-    assert response.status_code == 302
+def test_adding_a_service_in_the_admin_issues_a_token_shown_once(admin):
+    response = submit(admin, url("service_add"), follow=True, name="taxon", description="classifier")
     service = Service.objects.get(name="taxon")
     assert service.description == "classifier"
     assert service.is_active
+    token = assert_shown_once(admin, response, service, url("service_change", service.pk))
+    assert ServiceToken.objects.get(service=service) == token
+    assert token.label == "issued in admin"
+
+
+def test_adding_a_service_without_a_token(admin):
+    form = form_values(admin.get(url("service_add")))
+    assert form.pop("issue_token") == "on"  # ticked by default; an unticked checkbox is not submitted
+    response = admin.post(url("service_add"), {**form, "name": "quiet", "_save": "Save"}, follow=True)
+    assert response.status_code == 200
+    assert not TOKEN_RE.findall(response.content.decode())
+    assert Service.objects.filter(name="quiet").exists()
+    assert not ServiceToken.objects.filter(service__name="quiet").exists()
 
 
 def test_deactivating_a_service_in_the_admin_locks_it_out(admin, owner):
@@ -329,7 +348,8 @@ def test_adding_a_record_whose_data_is_not_an_object_is_refused_on_the_form(admi
     response = admin.post(url("record_add"), record_form(collection=items.pk, key="b", data=[1, 2]))
     assert response.status_code == 200
     form = response.context["adminform"].form
-    assert form.non_field_errors() == ["data must be a JSON object.", "/data: must be an object."]
+    assert form.errors["data"] == ["data must be a JSON object.", "/data: must be an object."]
+    assert not form.non_field_errors()
     assert form["key"].value() == "b"
     assert not Record.objects.exists()
     assert not Version.objects.get_for_model(Record).exists()
@@ -339,7 +359,7 @@ def test_adding_a_record_whose_data_is_not_an_object_is_refused_on_the_form(admi
 def test_editing_a_record_into_a_non_object_is_refused_on_the_form(admin, record):
     response = admin.post(url("record_change", record.pk), record_form(data="[1]"))
     assert response.status_code == 200
-    assert "data must be a JSON object." in response.context["adminform"].form.non_field_errors()
+    assert "data must be a JSON object." in response.context["adminform"].form.errors["data"]
     stored = Record.objects.get(pk=record.pk)
     assert (stored.data, stored.version) == ({"n": 1}, 1)
     assert len(versions_of(record.pk)) == 1
@@ -366,6 +386,56 @@ def test_editing_a_record_writes_a_new_version_by_the_operator(admin, record):
         (2, "operator:root"),
         (1, "service:owner"),
     ]
+
+
+def test_the_record_change_form_shows_data_as_indented_json(admin, record):
+    services.record_put(collection=record.collection, key="a", data={"n": 1, "tags": ["x"]}, actor=ACTOR)
+    textarea = form_values(admin.get(url("record_change", record.pk)))["data"]
+    assert textarea == json.dumps(Record.objects.get(pk=record.pk).data, indent=2)  # jsonb orders keys
+    assert '\n  "tags": [\n    "x"\n  ]' in textarea
+
+
+def test_an_edit_that_breaks_the_schema_is_refused_on_the_data_field(admin, record, items):
+    schema = schema_services.schema_create(name="item", owner=items.owner)
+    definition = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 5}}, "required": ["n"]}
+    schema_services.schema_version_register(schema=schema, definition=definition, actor=ACTOR)
+    services.collection_update(collection=items, schema=schema, actor=ACTOR)
+
+    response = submit(admin, url("record_change", record.pk), data='{"n": 9}')
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["data"] == [
+        "The data does not match the schema of 'items' (version 1): "
+        "/data/n: 9 is greater than the maximum of 5"
+    ]
+    assert not form.non_field_errors()
+    html = response.content.decode()
+    assert "9 is greater than the maximum of 5" in html
+    assert "&quot;n&quot;: 9" in html  # what the operator typed is kept, to be corrected
+    stored = Record.objects.get(pk=record.pk)
+    assert (stored.data, stored.version) == ({"n": 1}, 1)
+    assert len(versions_of(record.pk)) == 1
+
+
+def test_the_record_changelist_filters_by_update_time(admin, record, items):
+    old = services.record_create(collection=items, key="old", data={}, actor=ACTOR)
+    Record.objects.filter(pk=old.pk).update(updated_at=old.updated_at - timedelta(days=400))
+
+    page = admin.get(url("record_changelist")).content.decode()
+    assert "By updated at" in page and "Past 7 days" in page
+    since = (timezone.now() - timedelta(days=7)).isoformat()
+    recent = admin.get(url("record_changelist"), {"updated_at__gte": since}).content.decode()
+
+    assert url("record_change", record.pk) in recent
+    assert url("record_change", old.pk) not in recent
+
+
+def test_the_record_changelist_searches_by_key(admin, record, items):
+    other = services.record_create(collection=items, key="order-17", data={}, actor=ACTOR)
+    html = admin.get(url("record_changelist"), {"q": "der-1"}).content.decode()
+    assert url("record_change", other.pk) in html
+    assert url("record_change", record.pk) not in html
 
 
 def test_the_record_change_form_cannot_move_a_record(admin, record, owner):
@@ -422,6 +492,12 @@ def test_the_history_page_lists_every_version(admin, record, items):
     html = response.content.decode()
     for version in versions_of(record.pk):
         assert url("record_revision", record.pk, version.pk) in html
+    rows = re.findall(r'<tr id="version-(\d+)">(.*?)</tr>', html, re.S)
+    text = [(number, " ".join(unescape(re.sub(r"<[^>]+>", "", row)).split())) for number, row in rows]
+    assert [number for number, _ in text] == ["2", "1"]
+    assert text[0][1].startswith("version 2 (current)")
+    assert text[0][1].endswith('service:owner replaced {"n": 2}')
+    assert text[1][1].endswith('service:owner created {"n": 1}')
 
 
 def test_the_revision_page_shows_the_old_version_without_changing_anything(admin, record, items):

@@ -219,11 +219,15 @@ def nucleus_backends(db: psycopg.Connection) -> list[tuple]:
 
 
 def blocked_writer(db: psycopg.Connection, table: str):
-    """The Nucleus backend that has written in its transaction and now waits for a lock on table."""
-    for pid, _, wait_event_type, xid, query in nucleus_backends(db):
-        if wait_event_type == "Lock" and xid is not None and f'INTO "{table}"' in query:
-            return pid
-    return None
+    """The Nucleus backend that is in a write transaction (has a transaction id) and waits for a lock
+    on table. Judged by pg_locks, not by the statement's text, which pg_stat_activity truncates."""
+    found = db.execute(
+        "SELECT a.pid FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+        "JOIN pg_class c ON c.oid = l.relation "
+        "WHERE a.application_name = %s AND a.backend_xid IS NOT NULL AND NOT l.granted AND c.relname = %s",
+        [APPLICATION_NAME, table],
+    ).fetchone()
+    return found[0] if found else None
 
 
 def tables_written(db: psycopg.Connection, pid: int) -> set[str]:

@@ -565,21 +565,11 @@ class Run:
     def measure_http_floor(self) -> None:
         """GET /healthz from the same clients, beside the raw point reads: the most any request can do."""
         records, clients = self.sizes.records, self.args.clients
-
-        def work(function, **extra):
-            def at(number: int) -> Work:
-                shares = split(split(self.sizes.point_reads, self.sizes.rounds)[number], clients)
-                return function, [
-                    dict(extra, population=records, count=count, seed=number) for count in shares
-                ]
-
-            return at
-
         raw_point, probe = self.paired(
             "http_floor",
             self.sizes.rounds,
-            work(raw.point_reads, **self.raw_args(collection_id=self.ids[ITEMS])),
-            work(nucleus.probes, **self.nucleus_args(collection=ITEMS)),
+            self.point_read_work(raw.point_reads, records, **self.raw_args(collection_id=self.ids[ITEMS])),
+            self.point_read_work(nucleus.probes, records, **self.nucleus_args(collection=ITEMS)),
         )
         self.figures.append(
             Figure(
@@ -594,26 +584,24 @@ class Run:
             )
         )
 
+    def point_read_work(self, function, records: int, **extra) -> Callable[[int], Work]:
+        """Round `number`'s share of the point reads, split over the clients, for function."""
+
+        def at(number: int) -> Work:
+            shares = split(split(self.sizes.point_reads, self.sizes.rounds)[number], self.args.clients)
+            return function, [dict(extra, population=records, count=count, seed=number) for count in shares]
+
+        return at
+
     def measure_reads(self, records: int, *, listing: bool = True) -> None:
         """Point reads (and the whole listing) at this collection size, raw and through Nucleus."""
         self.say(f"reads at {records:,} records: point reads" + (" and the whole listing" if listing else ""))
         db.execute(self.url, "ANALYZE core_record")
-        clients = self.args.clients
-
-        def work(function, **extra):
-            def at(number: int) -> Work:
-                shares = split(split(self.sizes.point_reads, self.sizes.rounds)[number], clients)
-                return function, [
-                    dict(extra, population=records, count=count, seed=number) for count in shares
-                ]
-
-            return at
-
         raw_point, point = self.paired(
             f"point_read@{records}",
             self.sizes.rounds,
-            work(raw.point_reads, **self.raw_args(collection_id=self.ids[ITEMS])),
-            work(nucleus.point_reads, **self.nucleus_args(collection=ITEMS)),
+            self.point_read_work(raw.point_reads, records, **self.raw_args(collection_id=self.ids[ITEMS])),
+            self.point_read_work(nucleus.point_reads, records, **self.nucleus_args(collection=ITEMS)),
         )
         entry = {
             "records": records,

@@ -19,7 +19,6 @@ from dbbackup.utils import filename_to_datestring
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
@@ -45,6 +44,7 @@ from backups.storage import (
 )
 from core.errors import BadRequest, Conflict, NucleusError
 from core.principals import Actor
+from core.status import pending_migrations
 
 logger = logging.getLogger("nucleus.backups")
 
@@ -188,9 +188,9 @@ def backup_create(
         storage.delete(stored)  # a dump without a manifest could never be verified or restored
         raise
     backup = _catalog_row(manifest, present=True)
-    Backup.objects.update_or_create(pk=backup.pk, defaults=_row_fields(backup))
+    backup, _ = Backup.objects.update_or_create(pk=backup.pk, defaults=_row_fields(backup))
     logger.info("backup %s written to %s by %s", backup.id, stored, actor.label)
-    return Backup.objects.get(pk=backup.pk)
+    return backup
 
 
 def backup_export(
@@ -500,12 +500,6 @@ def _verification_record(storage, backup: Backup, checks: list[dict], started: f
 # --- restoring -----------------------------------------------------------------------------------
 
 
-def _pending_migrations(alias: str) -> list[str]:
-    executor = MigrationExecutor(connections[alias])
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
-
-
 def backup_restore(
     *,
     backup: Backup | None = None,
@@ -615,7 +609,7 @@ def backup_restore(
         _restore_finish(storage, entry, started, RestoreOutcome.FAILED, exc.detail, rebuild=False)
         raise
     ContentType.objects.clear_cache()
-    entry["pending_migrations"] = _pending_migrations(alias)
+    entry["pending_migrations"] = pending_migrations(alias)
     detail = f"Restored backup {manifest['id']} ({manifest['file']})."
     if entry["pending_migrations"]:
         detail += " Migrations are pending: run manage.py migrate."

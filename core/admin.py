@@ -217,6 +217,9 @@ class ConsumerPositionInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("stream")  # lag reads the stream's head
+
     @admin.display(description="lag")
     def lag(self, position):
         return max(position.stream.last_offset - position.offset, 0)

@@ -11,6 +11,7 @@ data crosses the wire once. The serialized form is Django's JSON serializer form
 VersionAdmin can read and revert it; timestamps written by PostgreSQL keep their microseconds.
 """
 
+import functools
 import json
 from collections.abc import Iterable
 
@@ -137,6 +138,44 @@ def _serialized_in_sql(alias: str) -> str:
     )
 
 
+@functools.cache
+def _store_sql(db: str, *, upsert: bool, first: bool) -> str:
+    """The statement of store_records, built once per shape from the models' names (PostgreSQL).
+
+    Parameters: the rows as JSON, then (first) the revision's date, user, comment and the WriteMeta's
+    actor and request id, or (not first) the revision id; then content type id and db of the versions.
+    The first statement of a write also creates the revision and its WriteMeta and returns its id.
+    """
+    connection = connections[db]
+    quote = connection.ops.quote_name
+    written = bulk.insert_sql(
+        Record,
+        RECORD_ROW,
+        conflict=("collection", "key"),
+        update=RECORD_UPDATE if upsert else (),
+        connection=connection,
+    )
+    if not upsert:
+        written += " ON CONFLICT DO NOTHING"
+    revision = "%s"
+    sql = "WITH "
+    if first:
+        revision = "(SELECT id FROM rev)"
+        sql += (
+            f"rev AS (INSERT INTO {quote(Revision._meta.db_table)} (date_created, user_id, comment) "  # noqa: S608
+            "VALUES (%s, %s, %s) RETURNING id), "
+            f"meta AS (INSERT INTO {quote(WriteMeta._meta.db_table)} (revision_id, actor, request_id) "
+            "SELECT id, %s, %s FROM rev), "
+        )
+    sql += (
+        f"written AS ({written} RETURNING *) "  # noqa: S608 - every name comes from the models
+        f"INSERT INTO {quote(Version._meta.db_table)} "
+        "(revision_id, object_id, content_type_id, db, format, serialized_data, object_repr) "
+        f"SELECT {revision}, w.id::text, %s, %s, 'json', {_serialized_in_sql('w')}, w.key FROM written w"
+    )
+    return sql + (" RETURNING revision_id" if first else "")
+
+
 def store_records(*, created: list[dict], updated: list[dict], actor: Actor, comment: str) -> int:
     """Insert the created record rows, upsert the updated ones, and store one revision of them all.
 
@@ -155,42 +194,21 @@ def store_records(*, created: list[dict], updated: list[dict], actor: Actor, com
         history_write(rows=created + updated, actor=actor, comment=comment)
         return len(created) + len(updated)
     content_type = ContentType.objects.db_manager(db).get_for_model(Record)
-    quote = connection.ops.quote_name
-    versions = (
-        f"INSERT INTO {quote(Version._meta.db_table)} "  # noqa: S608 - every name comes from the models
-        "(revision_id, object_id, content_type_id, db, format, serialized_data, object_repr) "
-        f"SELECT {{revision}}, w.id::text, %s, %s, 'json', {_serialized_in_sql('w')}, w.key FROM written w"
-    )
-    # The first statement also creates the revision and its WriteMeta, and returns the revision's id.
-    first_revision = (
-        f"rev AS (INSERT INTO {quote(Revision._meta.db_table)} (date_created, user_id, comment) "  # noqa: S608
-        "VALUES (%s, %s, %s) RETURNING id), "
-        f"meta AS (INSERT INTO {quote(WriteMeta._meta.db_table)} (revision_id, actor, request_id) "
-        "SELECT id, %s, %s FROM rev), "
-    )
     revision_id, count = None, 0
     with connection.cursor() as cursor:
-        for rows, update in ((created, ()), (updated, RECORD_UPDATE)):
-            written = bulk.insert_sql(
-                Record, RECORD_ROW, conflict=("collection", "key"), update=update, connection=connection
-            )
-            if not update:
-                written += " ON CONFLICT DO NOTHING"
+        for rows, upsert in ((created, False), (updated, True)):
             for start in range(0, len(rows), bulk.BATCH):
                 chunk = [bulk.dumps(rows[start : start + bulk.BATCH]), content_type.pk, db]
                 if revision_id is None:
                     cursor.execute(
-                        f"WITH {first_revision}written AS ({written} RETURNING *) "  # noqa: S608
-                        + versions.format(revision="(SELECT id FROM rev)")
-                        + " RETURNING revision_id",
+                        _store_sql(db, upsert=upsert, first=True),
                         [timezone.now(), actor.user_id, comment, actor.label, actor.request_id, *chunk],
                     )
                     count += cursor.rowcount
                     revision_id = (cursor.fetchone() or [None])[0]
                 else:
                     cursor.execute(
-                        f"WITH written AS ({written} RETURNING *) " + versions.format(revision="%s"),
-                        [chunk[0], revision_id, *chunk[1:]],
+                        _store_sql(db, upsert=upsert, first=False), [chunk[0], revision_id, *chunk[1:]]
                     )
                     count += cursor.rowcount
     return count

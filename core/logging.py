@@ -87,31 +87,23 @@ def log_records_changed(collection: str, changes: list[tuple[str, dict]], *, act
     transaction.on_commit(emit, robust=True)
 
 
-def log_events_appended(
-    *, stream_id: int, stream: str, first_offset: int, last_offset: int, actor: str
-) -> None:
+def log_events_appended(*, stream: str, first_offset: int, last_offset: int, actor: str) -> None:
     """Once the transaction commits, log the offsets of the events an append added. Never their data."""
     if not write_log.isEnabledFor(logging.INFO):
         return
 
     def emit() -> None:
-        name = stream or _collection_name(stream_id)
         write_log.info(
             "events %d-%d appended to %s",
             first_offset,
             last_offset,
-            name,
-            extra={"actor": actor, "stream": name, "first_offset": first_offset, "last_offset": last_offset},
+            stream,
+            extra={
+                "actor": actor,
+                "stream": stream,
+                "first_offset": first_offset,
+                "last_offset": last_offset,
+            },
         )
 
     transaction.on_commit(emit, robust=True)
-
-
-def _collection_name(collection_id: int) -> str:
-    """A collection's name by id, for writes that hold only the id (change streams): one query.
-
-    Not cached: a restore may give an id to another collection.
-    """
-    from core.models import Collection
-
-    return Collection.objects.filter(pk=collection_id).values_list("name", flat=True).first() or ""

@@ -26,9 +26,8 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.api.problems import problem_response
-from core.api.system import pending_migrations
 from core.models import CollectionKind
-from core.status import backup_state, collection_states, consumer_states
+from core.status import backup_state, collection_states, consumer_states, pending_migrations
 
 logger = logging.getLogger("nucleus.metrics")
 

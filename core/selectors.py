@@ -315,6 +315,7 @@ class WriteState:
 
     schema: "BoundValidator | None"
     change_stream_id: int | None
+    change_stream_name: str = ""
 
 
 def collection_write_state(collection: Collection) -> WriteState:
@@ -339,17 +340,20 @@ def collection_write_state(collection: Collection) -> WriteState:
         "WHERE schema_id = c.schema_id ORDER BY version DESC LIMIT 1)"
     )
     found = rows.fetch_one(
-        f"SELECT c.schema_id, {latest.format('version')}, {latest.format('fingerprint')}, c.change_stream_id "  # noqa: S608
-        f"FROM {rows.table(Collection)} c WHERE c.id = %s",
+        f"SELECT c.schema_id, {latest.format('version')}, {latest.format('fingerprint')}, "  # noqa: S608
+        f"c.change_stream_id, cs.name FROM {rows.table(Collection)} c "
+        f"LEFT JOIN {rows.table(Collection)} cs ON cs.id = c.change_stream_id WHERE c.id = %s",
         [collection.pk],
-        (None, None, None, None),
+        (None, None, None, None, None),
         router.db_for_write(Collection),
     )
     if not found:
         raise NotFound(f"Collection {collection.name!r} was deleted meanwhile.", code="collection_not_found")
-    schema_id, version, fingerprint, change_stream_id = found
+    schema_id, version, fingerprint, change_stream_id, change_stream_name = found
     return WriteState(
-        schema=bound_validator(schema_id, version, fingerprint), change_stream_id=change_stream_id
+        schema=bound_validator(schema_id, version, fingerprint),
+        change_stream_id=change_stream_id,
+        change_stream_name=change_stream_name or "",
     )
 
 

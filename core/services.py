@@ -271,7 +271,11 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
 
     A forced delete first records a deletion in the history of every record it removes, in batches.
     """
-    locked = Collection.objects.select_for_update(of=("self",)).select_related("owner").get(pk=collection.pk)
+    locked = (
+        Collection.objects.select_for_update(of=("self",))
+        .select_related("owner", "change_stream")
+        .get(pk=collection.pk)
+    )
     sources = list(locked.change_sources.order_by("name").values_list("name", flat=True))
     if sources:
         raise Conflict(
@@ -294,7 +298,12 @@ def collection_delete(*, collection: Collection, actor: Actor, force: bool) -> N
             count=count,
         )
     if count and held == "records":
-        state = WriteState(schema=None, change_stream_id=locked.change_stream_id)
+        changes_to = locked.change_stream
+        state = WriteState(
+            schema=None,
+            change_stream_id=changes_to.pk if changes_to else None,
+            change_stream_name=changes_to.name if changes_to else "",
+        )
         now, batch = timezone.now(), []
         records = Record.objects.select_for_update(of=("self",)).filter(collection=locked).order_by("key")
         for record in records.iterator(chunk_size=1000):
@@ -564,7 +573,8 @@ def _record_changed(
         )
         for change, row in changes
     ]
-    _append(Collection(pk=state.change_stream_id), prepared, producer=actor.label)
+    stream = Collection(pk=state.change_stream_id, name=state.change_stream_name)
+    _append(stream, prepared, producer=actor.label)
 
 
 @transaction.atomic
@@ -717,7 +727,7 @@ def check_batch(items, name: str) -> None:
         )
 
 
-def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
+def _bulk_prepare(items) -> list[tuple[str, dict]]:
     check_batch(items, "records")
     errors: list[dict] = []
     prepared: list[tuple[str, dict]] = []
@@ -736,7 +746,7 @@ def _bulk_prepare(items, generate_keys: bool) -> list[tuple[str, dict]]:
                     errors=[{"path": f"{path}/{sorted(unknown)[0]}", "message": "unknown field."}],
                 )
             key = item.get("key")
-            key = str(uuid.uuid4()) if key is None and generate_keys else _check_key(key, path=f"{path}/key")
+            key = str(uuid.uuid4()) if key is None else _check_key(key, path=f"{path}/key")
             if "data" not in item:
                 raise ValidationFailed(
                     "no data", errors=[{"path": f"{path}/data", "message": "is required."}]
@@ -772,7 +782,7 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
             "mode must be insert or upsert.",
             errors=[{"path": "/mode", "message": "must be insert or upsert."}],
         )
-    prepared = _bulk_prepare(items, generate_keys=True)
+    prepared = _bulk_prepare(items)
     keys = [key for key, _ in prepared]
     index_of = {key: index for index, key in enumerate(keys)}
     state = collection_write_state(collection)
@@ -954,7 +964,6 @@ def _append(
         new_last = last_offset + len(fresh)
         _move_head(stream.pk, new_last)
         log_events_appended(
-            stream_id=stream.pk,
             stream=stream.name,
             first_offset=last_offset + 1,
             last_offset=new_last,

@@ -7,7 +7,8 @@ stays cheap enough for a dashboard and a Prometheus scrape on a collection of mi
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from django.db.models import Count, F, Func, IntegerField, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,7 +34,6 @@ class BackupState:
     newest_at: datetime | None
     newest_verified_at: datetime | None
     max_age_hours: int
-    stale: bool
 
     def seconds_since(self, moment: datetime | None) -> float | None:
         return (timezone.now() - moment).total_seconds() if moment else None
@@ -59,6 +59,13 @@ class ServiceState:
     @property
     def streams(self) -> list[CollectionState]:
         return [c for c in self.collections if c.kind == CollectionKind.STREAM]
+
+
+def pending_migrations(using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Migrations the code has and the database has not applied, as app.name."""
+    executor = MigrationExecutor(connections[using])
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
 
 
 def collection_states(*, sizes: bool = False) -> list[CollectionState]:
@@ -149,12 +156,10 @@ def backup_state() -> BackupState:
         newest_at=freshness.newest.created_at if freshness.newest else None,
         newest_verified_at=verified,
         max_age_hours=int(freshness.max_age.total_seconds() // 3600),
-        stale=freshness.newest is None or freshness.stale,
     )
 
 
 def service_state(*, sizes: bool = False) -> ServiceState:
-    from core.api.system import pending_migrations
     from schemas.models import Schema
 
     services = Service.objects.aggregate(all=Count("id"), active=Count("id", filter=Q(is_active=True)))

@@ -4,12 +4,12 @@ import sys
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.migrations.executor import MigrationExecutor
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from core.api.problems import PROBLEM_CONTENT_TYPE, database_problem, problem_response
+from core.status import pending_migrations
 
 
 @require_GET
@@ -18,12 +18,6 @@ def healthz(request):
     return JsonResponse(
         {"status": "ok", "version": settings.NUCLEUS_VERSION, "revision": settings.NUCLEUS_REVISION}
     )
-
-
-def pending_migrations() -> list[str]:
-    executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    return [f"{migration.app_label}.{migration.name}" for migration, _ in plan]
 
 
 @require_GET

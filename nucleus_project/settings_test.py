@@ -14,3 +14,7 @@ NUCLEUS_JWT = None
 # /metrics: no network is trusted, whatever DEBUG says, so that the test client (127.0.0.1) is just a
 # caller; tests/test_observability.py sets networks of its own.
 NUCLEUS_METRICS_ALLOW_CIDRS = []
+# The SQLite test database lives in memory. Said explicitly because pytest-xdist names a database per
+# worker from TEST NAME, and only recognises the stock SQLite engine, not django-prometheus' subclass.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}  # noqa: F405

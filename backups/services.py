@@ -384,7 +384,11 @@ def _stored_sha256(storage, name: str) -> tuple[str, int]:
 
 
 def _adoption_refusal(storage, manifest: dict, dumps_present: set[str]) -> str | None:
-    """Why an unsigned manifest cannot be adopted (its dump is missing or differs from it), or None."""
+    """Why an unsigned manifest cannot be adopted (incomplete, its dump missing or different), or None."""
+    try:
+        _catalog_row(manifest, present=True)
+    except (KeyError, ValueError, TypeError):
+        return "unsigned, and not a complete Nucleus manifest: not adopted"
     if manifest["file"] not in dumps_present:
         return "unsigned, and its dump is missing: not adopted"
     try:
@@ -405,7 +409,7 @@ def manifests_resign(
     known key made is never touched. Unsigned ones (from before signing) are signed only with
     adopt_unsigned, which trusts that Nucleus wrote them, and only when their dump is present and
     matches (one read of each such dump). files limits all of this to the named dumps. Rebuilds the
-    catalog afterwards, so that adopted backups are listed.
+    catalog afterwards, so that it lists exactly the trusted backups.
     """
     storage = backup_storage()
     listing = storage_listing(storage)
@@ -436,7 +440,7 @@ def manifests_resign(
     if not dry_run:
         for manifest in writes:
             manifest_write(storage, manifest)
-        if writes and catalog_tables_exist():
+        if catalog_tables_exist():
             catalog_rebuild()
         if writes:
             logger.info(

@@ -175,17 +175,38 @@ def test_an_unsigned_backup_from_before_signing_is_refused_until_adopted(operato
     assert support.content_checksum() == expected
 
 
-def test_an_unsigned_manifest_whose_dump_differs_is_not_adopted(operator, owner):
+def _flip_a_byte_of_the_dump(file: str) -> None:
+    support.flip_byte(file)
+
+
+def _drop_the_engine(file: str) -> None:
+    manifest = support.read_manifest(file)
+    del manifest["vendor"]
+    support.backup_path(file + ".metadata").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_flip_a_byte_of_the_dump, "its dump does not match it"),
+        (_drop_the_engine, "not a complete Nucleus manifest"),
+    ],
+)
+def test_an_unsigned_manifest_that_does_not_describe_its_dump_is_not_adopted(
+    operator, owner, capsys, damage, reason
+):
     support.populate(owner.service, records=3)
     legacy = operator.post(support.backups_url(), {}, format="json").json()
     _unsign(legacy["file"])
-    support.flip_byte(legacy["file"])
+    damage(legacy["file"])
     before = _manifest_bytes(legacy["file"])
 
     with pytest.raises(CommandError, match="not trusted"):
         call_command("resignbackups", "--adopt-unsigned")
 
+    assert reason in capsys.readouterr().out
     assert _manifest_bytes(legacy["file"]) == before
+    assert not Backup.objects.filter(pk=legacy["id"]).exists()
 
 
 @pytest.mark.parametrize(

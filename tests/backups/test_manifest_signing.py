@@ -131,9 +131,15 @@ def test_the_admin_refuses_to_restore_or_verify_a_swapped_backup(client, operato
     _assert_untouched(before)
 
 
-def test_dbrestore_refuses_a_planted_backup(two_backups, tmp_path):
+@pytest.mark.parametrize("shape", ["complete", "sloppy"])
+def test_dbrestore_refuses_a_planted_backup(two_backups, tmp_path, shape):
     first, _ = two_backups
     planted = support.plant_backup(first["file"])
+    if shape == "sloppy":  # nothing in an untrusted manifest is read, so its shape cannot crash anything
+        manifest = support.read_manifest(planted["file"])
+        del manifest["vendor"]
+        manifest["created_at"] = "yesterday"
+        support.backup_path(planted["file"] + ".metadata").write_text(json.dumps(manifest))
     url, checksum = support.database_for_subprocess(tmp_path)
     before = checksum()
 

@@ -184,6 +184,12 @@ class BackupAdmin(admin.ModelAdmin):
         note = ""
         if summary.dumps_without_manifest:
             note = f" {len(summary.dumps_without_manifest)} dumps have no manifest and cannot be restored."
+        untrusted = len(summary.untrusted_manifests)
+        if untrusted:
+            note += (
+                f" {untrusted} manifest{' is' if untrusted == 1 else 's are'} not signed with a known key: "
+                "not listed, and cannot be restored (see manage.py resignbackups)."
+            )
         self.message_user(
             request,
             f"The catalog now lists the {summary.backups} backups and {summary.restores} restores "

@@ -5,6 +5,7 @@ written after the files and rebuilt from them whenever they may have diverged (a
 Nothing here holds a database transaction open while a dump or restore runs.
 """
 
+import hashlib
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from django.utils import timezone
 
 from backups import dumps
 from backups.models import Backup, BackupKind, BackupStatus, Restore, RestoreOutcome
+from backups.signing import Trust, manifest_trust
 from backups.storage import (
     MANIFEST_FORMAT,
     ManifestError,
@@ -59,6 +61,22 @@ class RestoreFailed(NucleusError):
 
 def _corrupt(detail: str) -> Conflict:
     return Conflict(detail, code="backup_corrupt")
+
+
+def _signature_refusal(file: str, trust: Trust) -> Conflict:
+    if trust == Trust.UNSIGNED:
+        detail = (
+            f"The manifest of {file} is not signed: it was written before manifests were signed, or by "
+            "someone without the key, so nothing in it is trusted. If it is one of yours, adopt it with "
+            f"manage.py resignbackups --adopt-unsigned {file}."
+        )
+    else:
+        detail = (
+            f"The manifest of {file} is not signed with NUCLEUS_BACKUP_SIGNING_KEY or any of its "
+            "fallbacks: it was changed after signing or written by someone without the key, so nothing in "
+            "it is trusted."
+        )
+    return Conflict(detail, code="backup_signature_invalid")
 
 
 def _new_id(moment: datetime) -> tuple[str, str]:
@@ -296,13 +314,15 @@ class CatalogSummary:
     restores: int
     dumps_without_manifest: list[str]
     unreadable_manifests: list[str]
+    untrusted_manifests: list[str]  # unsigned or signed with no known key: not listed
 
 
 @transaction.atomic
 def catalog_rebuild() -> CatalogSummary:
-    """Replace the catalog with what backup storage holds: every manifest, verification and restore.
+    """Replace the catalog with what backup storage holds: every signed manifest, verification and restore.
 
-    Reads every manifest and journal entry once; safe to run at any time.
+    Reads every manifest and journal entry once; safe to run at any time. Manifests whose signature does
+    not hold are left out (and named in the summary): nothing in them is trusted.
     """
     storage = backup_storage()
     listing = storage_listing(storage)
@@ -329,14 +349,104 @@ def catalog_rebuild() -> CatalogSummary:
             continue
     Restore.objects.all().delete()
     Restore.objects.bulk_create(restores)
-    described = {manifest["file"] for manifest in listing.manifests}
+    described = {manifest["file"] for manifest in listing.manifests + listing.untrusted}
     bare = sorted(name for name in listing.dumps - described if filename_to_datestring(name))
-    return CatalogSummary(len(rows), len(restores), bare, listing.unreadable)
+    untrusted = sorted(manifest_name(manifest["file"]) for manifest in listing.untrusted)
+    return CatalogSummary(len(rows), len(restores), bare, listing.unreadable, untrusted)
 
 
 def catalog_tables_exist(alias: str = DEFAULT_DB_ALIAS) -> bool:
     tables = set(connections[alias].introspection.table_names())
     return {Backup._meta.db_table, Restore._meta.db_table} <= tables
+
+
+# --- signing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResignSummary:
+    current: list[str]  # dumps whose manifest was signed with the current key already
+    resigned: list[str]  # signed with a fallback key, now with the current one
+    adopted: list[str]  # unsigned, adopted with adopt_unsigned
+    refused: list[tuple[str, str]]  # (dump, why) left as they were: not trusted
+
+
+def _stored_sha256(storage, name: str) -> tuple[str, int]:
+    path = local_path(storage, name)
+    if path is not None:
+        return dumps.file_sha256(path)
+    digest, size = hashlib.sha256(), 0
+    with storage.open(name, "rb") as source:
+        for chunk in source.chunks(dumps.CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _adoption_refusal(storage, manifest: dict, dumps_present: set[str]) -> str | None:
+    """Why an unsigned manifest cannot be adopted (incomplete, its dump missing or different), or None."""
+    try:
+        _catalog_row(manifest, present=True)
+    except (KeyError, ValueError, TypeError):
+        return "unsigned, and not a complete Nucleus manifest: not adopted"
+    if manifest["file"] not in dumps_present:
+        return "unsigned, and its dump is missing: not adopted"
+    try:
+        found = _stored_sha256(storage, manifest["file"])
+    except OSError as exc:
+        return f"unsigned, and its dump cannot be read ({exc.strerror or exc}): not adopted"
+    if found != (manifest["sha256"], manifest["size"]):
+        return "unsigned, and its dump does not match it (sha256 or size): not adopted"
+    return None
+
+
+def manifests_resign(
+    *, actor: Actor, adopt_unsigned: bool = False, files: list[str] | None = None, dry_run: bool = False
+) -> ResignSummary:
+    """Sign every trusted manifest in storage with the current key, after a key rotation.
+
+    Only manifests signed with the current or a fallback key are re-signed; one with a signature no
+    known key made is never touched. Unsigned ones (from before signing) are signed only with
+    adopt_unsigned, which trusts that Nucleus wrote them, and only when their dump is present and
+    matches (one read of each such dump). files limits all of this to the named dumps. Rebuilds the
+    catalog afterwards, so that it lists exactly the trusted backups.
+    """
+    storage = backup_storage()
+    listing = storage_listing(storage)
+    wanted = set(files) if files else None
+    current, resigned, adopted, refused, writes = [], [], [], [], []
+    for manifest in sorted(listing.manifests + listing.untrusted, key=lambda m: m["file"]):
+        file = manifest["file"]
+        if wanted is not None and file not in wanted:
+            continue
+        trust = manifest_trust(manifest)
+        if trust == Trust.CURRENT:
+            current.append(file)
+        elif trust == Trust.FALLBACK:
+            resigned.append(file)
+            writes.append(manifest)
+        elif trust == Trust.INVALID:
+            refused.append((file, "signed with no known key, or changed after signing: left alone"))
+        elif not adopt_unsigned:
+            refused.append((file, "unsigned: adopt it with --adopt-unsigned if Nucleus wrote it"))
+        elif why := _adoption_refusal(storage, manifest, listing.dumps):
+            refused.append((file, why))
+        else:
+            adopted.append(file)
+            writes.append(manifest)
+    if wanted is not None:
+        listed = {manifest["file"] for manifest in listing.manifests + listing.untrusted}
+        refused += [(file, "no readable manifest in backup storage") for file in sorted(wanted - listed)]
+    if not dry_run:
+        for manifest in writes:
+            manifest_write(storage, manifest)
+        if catalog_tables_exist():
+            catalog_rebuild()
+        if writes:
+            logger.info(
+                "%s re-signed %d and adopted %d backup manifests", actor.label, len(resigned), len(adopted)
+            )
+    return ResignSummary(current, resigned, adopted, refused)
 
 
 # --- verifying -----------------------------------------------------------------------------------
@@ -429,12 +539,25 @@ def backup_verify(*, backup: Backup, actor: Actor, alias: str = DEFAULT_DB_ALIAS
     except ManifestError as exc:
         manifest = None
         check("manifest", False, f"{exc}.")
+    trust = manifest_trust(manifest) if manifest is not None else None
+    if trust in (Trust.UNSIGNED, Trust.INVALID):
+        refusal = _signature_refusal(backup.file, trust)
+        check("signature", False, refusal.detail)
+        _verification_record(storage, backup, checks, started, actor)
+        raise refusal
     if manifest is not None and manifest["id"] != backup.id:
         check("manifest", False, f"The manifest beside {backup.file} describes backup {manifest['id']}.")
         manifest = None
     if manifest is not None:
         _check_engine(manifest, alias, "verify")
         check("manifest", True, f"{backup.file}{'.metadata'} describes this backup.")
+        check(
+            "signature",
+            True,
+            "Signed with the current key."
+            if trust == Trust.CURRENT
+            else "Signed with a fallback key: run manage.py resignbackups to sign it with the current one.",
+        )
         connector = dumps.connector_for(alias)
         try:
             with _materialized(storage, manifest) as raw_path:
@@ -517,7 +640,8 @@ def backup_restore(
 ) -> Restore:
     """Replace the database with a backup (from the catalog, or a dump at a local path with its manifest).
 
-    Refuses, with the database untouched: a confirmation that is not the backup's id (400), a dump
+    Refuses, with the database untouched: a confirmation that is not the backup's id (400), a manifest
+    not signed with the current or a fallback key (409 backup_signature_invalid), a dump
     that is missing, unreadable or differs from its manifest (409 backup_corrupt), a dump of another
     engine (409 backup_engine_mismatch), a dump with migrations this code does not know (409
     backup_unknown_migrations). Then takes a safety backup (unless safety_backup is false), restores
@@ -533,6 +657,10 @@ def backup_restore(
     except ManifestError as exc:
         manifest = None
         refusal = _corrupt(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+    trust = manifest_trust(manifest) if manifest is not None else None
+    if trust in (Trust.UNSIGNED, Trust.INVALID):
+        manifest = None
+        refusal = _signature_refusal(os.path.basename(path) if path else backup.file, trust)
     if manifest is not None and backup is not None and manifest["id"] != backup.id:
         manifest = None
         refusal = _corrupt(f"The manifest beside {backup.file} describes another backup.")
@@ -556,6 +684,8 @@ def backup_restore(
         "pending_migrations": [],
     }
     if manifest is None:
+        if refusal.code == "backup_signature_invalid" and backup is not None:
+            _record_untrusted(storage, backup, refusal.detail, actor)
         _restore_finish(storage, entry, started, RestoreOutcome.REFUSED, refusal.detail, rebuild=False)
         raise refusal
     try:
@@ -620,6 +750,15 @@ def _record_corrupt(storage, backup: Backup, detail: str, actor: Actor) -> None:
     _verification_record(
         storage, backup, [{"name": "checksum", "ok": False, "detail": detail}], time.monotonic(), actor
     )
+
+
+def _record_untrusted(storage, backup: Backup, detail: str, actor: Actor) -> None:
+    """Mark a catalog entry failed when its own manifest no longer holds; an id claimed by a manifest
+    elsewhere in storage (dbrestore -i) proves nothing about the catalog entry, so it is left alone."""
+    if catalog_tables_exist() and Backup.objects.filter(pk=backup.pk, file=backup.file).exists():
+        _verification_record(
+            storage, backup, [{"name": "signature", "ok": False, "detail": detail}], time.monotonic(), actor
+        )
 
 
 def _restore_finish(storage, entry: dict, started: float, outcome: str, detail: str, *, rebuild: bool):

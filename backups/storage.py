@@ -4,7 +4,7 @@ Layout in the storage of STORAGES["dbbackup"] (a directory by default):
 
     <dump>                        nucleus-<engine>-<YYYY-mm-dd-HHMMSS>-<hex>.psql.bin or .sqlite3 [.gz]
     <dump>.metadata               its manifest (JSON): a superset of django-dbbackup's metadata file,
-                                  so dbbackup's cleanup deletes it with the dump
+                                  so dbbackup's cleanup deletes it with the dump; signed (backups.signing)
     journal/verify-<id>-<t>.json  the result of each verification of backup <id>
     journal/restore-<id>.json     each restore attempt
     .incoming/                    dumps being written (directory storage only), renamed into place
@@ -14,6 +14,7 @@ The catalog tables are an index of these files and are rebuilt from them (servic
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 
 from dbbackup import settings as dbbackup_settings
@@ -22,6 +23,8 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
 from django.core.serializers.json import DjangoJSONEncoder
+
+from backups.signing import manifest_sign, trusted
 
 MANIFEST_SUFFIX = ".metadata"
 MANIFEST_FORMAT = "nucleus-backup-manifest/1"
@@ -77,10 +80,27 @@ def _json_bytes(data: dict) -> bytes:
 
 
 def manifest_write(storage: Storage, manifest: dict) -> None:
+    """Write the manifest beside its dump, signed with the current key, replacing any manifest there.
+
+    In a local directory the new manifest replaces the old one in a single rename; other storages can
+    only delete and save, so a crash in between leaves the dump without a manifest.
+    """
     name = manifest_name(manifest["file"])
+    content = _json_bytes(manifest_sign(manifest))
+    path = local_path(storage, name)
+    if path is not None and os.path.exists(path):
+        handle, temporary = tempfile.mkstemp(prefix="manifest-", dir=incoming_dir(storage))  # mode 0600
+        try:
+            with open(handle, "wb") as target:
+                target.write(content)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
+        return
     if storage.exists(name):
         storage.delete(name)
-    storage.save(name, ContentFile(_json_bytes(manifest)))
+    storage.save(name, ContentFile(content))
 
 
 def manifest_parse(raw: bytes, name: str) -> dict:
@@ -123,23 +143,25 @@ def manifest_read_local(path: str) -> dict:
 
 def manifest_write_local(path: str, manifest: dict) -> None:
     with open(path + MANIFEST_SUFFIX, "wb") as handle:
-        handle.write(_json_bytes(manifest))
+        handle.write(_json_bytes(manifest_sign(manifest)))
 
 
 @dataclass(frozen=True)
 class Listing:
-    manifests: list[dict]
+    manifests: list[dict]  # signed with the current or a fallback key: the only ones acted upon
     dumps: set[str]  # every other file at the top level: dumps, with or without a manifest
     unreadable: list[str]  # manifests that could not be read
+    untrusted: list[dict]  # unsigned, or signed with no key we know: never listed, restored or deleted
 
 
 def storage_listing(storage: Storage) -> Listing:
-    """Every manifest in storage (read), and the names of the other top-level files."""
+    """Every manifest in storage (read, and sorted by whether its signature holds), and the names of
+    the other top-level files."""
     try:
         _, files = storage.listdir("")
     except FileNotFoundError:
-        return Listing([], set(), [])
-    manifests, unreadable = [], []
+        return Listing([], set(), [], [])
+    manifests, unreadable, untrusted = [], [], []
     for name in sorted(files):
         if not name.endswith(MANIFEST_SUFFIX):
             continue
@@ -150,9 +172,9 @@ def storage_listing(storage: Storage) -> Listing:
             unreadable.append(name)
             continue
         manifest["file"] = name.removesuffix(MANIFEST_SUFFIX)  # where it is, whatever it was called
-        manifests.append(manifest)
+        (manifests if trusted(manifest) else untrusted).append(manifest)
     dumps = {name for name in files if not name.endswith(MANIFEST_SUFFIX)}
-    return Listing(manifests, dumps, unreadable)
+    return Listing(manifests, dumps, unreadable, untrusted)
 
 
 def journal_write(storage: Storage, name: str, entry: dict) -> None:

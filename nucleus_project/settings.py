@@ -46,6 +46,21 @@ if NUCLEUS_BACKUP_KEEP_DAYS < 0 or NUCLEUS_BACKUP_MAX_AGE_HOURS < 1:
     raise ImproperlyConfigured(
         "NUCLEUS_BACKUP_KEEP_DAYS must be 0 (off) or more, and NUCLEUS_BACKUP_MAX_AGE_HOURS at least 1."
     )
+# Backup manifests are signed (docs/hardening.md, Backup manifest signing): with this key, by default
+# SECRET_KEY (backups.signing derives the HMAC key from it with a salt of its own), and verified with it
+# or any of the fallbacks, so that the key can be rotated.
+NUCLEUS_BACKUP_SIGNING_KEY = env_str("NUCLEUS_BACKUP_SIGNING_KEY")
+NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS = env_list("NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS", [])
+if any(
+    len(key) < 32 or "," in key
+    for key in [NUCLEUS_BACKUP_SIGNING_KEY, *NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS]
+    if key
+):
+    raise ImproperlyConfigured(
+        "NUCLEUS_BACKUP_SIGNING_KEY and each of the comma-separated NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS "
+        "must be at least 32 characters without commas, e.g. from: python -c 'import secrets; "
+        "print(secrets.token_urlsafe(48))'; or leave the key empty to use SECRET_KEY."
+    )
 DBBACKUP_CLEANUP_KEEP = NUCLEUS_BACKUP_KEEP  # dbbackup's own cleanup agrees with Nucleus' retention
 DBBACKUP_HOSTNAME = "nucleus"
 # How often a token's last_used_at is written at most (seconds); reads stay cheap.

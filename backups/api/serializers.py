@@ -50,7 +50,9 @@ class BackupPageSerializer(serializers.Serializer):
 
 
 class VerifyCheckSerializer(serializers.Serializer):
-    name = serializers.ChoiceField(choices=["manifest", "checksum", "restore", "row_counts", "migrations"])
+    name = serializers.ChoiceField(
+        choices=["manifest", "signature", "checksum", "restore", "row_counts", "migrations"]
+    )
     ok = serializers.BooleanField()
     detail = serializers.CharField()
 

@@ -88,8 +88,9 @@ class BackupDetailView(NucleusAPIView):
 class BackupVerifyView(NucleusAPIView):
     @extend_schema(
         operation_id="backups_verify",
-        description="Checksum, then a test restore into a scratch database (dropped afterwards) and a "
-        "comparison of its row counts with the manifest. The result is recorded on the backup.",
+        description="The manifest's signature, the checksum, then a test restore into a scratch database "
+        "(dropped afterwards) and a comparison of its row counts with the manifest. The result is recorded "
+        "on the backup.",
         request=None,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
@@ -97,8 +98,9 @@ class BackupVerifyView(NucleusAPIView):
             **COMMON_ERRORS,
             **OPERATORS_ONLY,
             409: _problem(
-                "The backup is a dump of another engine (backup_engine_mismatch), or the first request "
-                "with this Idempotency-Key is still running."
+                "Its manifest is not signed with the current or a fallback key (backup_signature_invalid; "
+                "recorded as a failed verification), the backup is a dump of another engine "
+                "(backup_engine_mismatch), or the first request with this Idempotency-Key is still running."
             ),
             415: _problem("A body that is not JSON, sent with an Idempotency-Key."),
             422: _problem("This Idempotency-Key was used for a different request."),
@@ -129,8 +131,9 @@ class BackupRestoreView(NucleusAPIView):
             400: _problem("confirm is missing or is not the backup's id; nothing was touched."),
             **OPERATORS_ONLY,
             409: _problem(
-                "Refused, database untouched: backup_corrupt (checksum mismatch, unreadable or missing "
-                "dump), backup_engine_mismatch, backup_unknown_migrations."
+                "Refused, database untouched: backup_signature_invalid (the manifest is unsigned, or not "
+                "signed with the current or a fallback key), backup_corrupt (checksum mismatch, unreadable "
+                "or missing dump), backup_engine_mismatch, backup_unknown_migrations."
             ),
             413: _problem("Request body over 10 MiB."),
             415: _problem("The body is not application/json."),

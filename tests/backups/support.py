@@ -4,6 +4,8 @@ and running the management commands as an operator would (a subprocess on the te
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from django.conf import settings
 from django.db import connection, connections
 from django.urls import reverse
 
+from backups.signing import manifest_sign
 from backups.storage import MANIFEST_SUFFIX
 from core import services
 from core.models import CollectionKind
@@ -120,7 +123,48 @@ def read_manifest(file: str) -> dict:
 
 
 def write_manifest(file: str, manifest: dict) -> None:
-    backup_path(file + MANIFEST_SUFFIX).write_text(json.dumps(manifest))
+    """Write a manifest as someone holding the signing key would: signed (see plant_backup for without)."""
+    backup_path(file + MANIFEST_SUFFIX).write_text(json.dumps(manifest_sign(manifest)))
+
+
+def plant_backup(
+    source_file: str,
+    *,
+    signature: str | None = None,
+    created_at: str = "2030-01-01T00:00:00.000Z",
+    tag: str = "abcdef",
+) -> dict:
+    """A backup crafted by someone without the key: a real dump copied under a new name, and a manifest
+    written by hand that describes it exactly (sha256, size, row counts), claiming `signature` if given.
+
+    Returns the planted manifest.
+    """
+    source = read_manifest(source_file)
+    suffix = source_file.split(".", 1)[1]
+    name = f"nucleus-{source['vendor']}-2030-01-01-000000-{tag}.{suffix}"
+    shutil.copyfile(backup_path(source_file), backup_path(name))
+    manifest = {key: value for key, value in source.items() if key != "signature"}
+    manifest.update(id=f"20300101-000000-{tag}", file=name, created_at=created_at, note="planted")
+    if signature is not None:
+        manifest["signature"] = signature
+    backup_path(name + MANIFEST_SUFFIX).write_text(json.dumps(manifest))
+    return manifest
+
+
+def replace_backup(target_file: str, source_file: str, *, signature: str = "kept") -> None:
+    """Someone without the key swaps a backup's dump for another dump and edits its manifest to match.
+
+    signature: "kept" (the original one, which no longer matches), "removed" or "forged" (made up).
+    """
+    manifest = read_manifest(target_file)
+    source = read_manifest(source_file)
+    shutil.copyfile(backup_path(source_file), backup_path(target_file))
+    manifest.update({key: source[key] for key in ("sha256", "size", "row_counts", "migrations")})
+    if signature == "removed":
+        manifest.pop("signature", None)
+    elif signature == "forged":
+        manifest["signature"] = secrets.token_hex(32)
+    backup_path(target_file + MANIFEST_SUFFIX).write_text(json.dumps(manifest))
 
 
 def flip_byte(file: str) -> None:
@@ -137,7 +181,8 @@ def truncate(file: str) -> None:
 
 
 def plant_foreign_dump(reference_file: str) -> str:
-    """A well-formed dump of the other engine with a correct manifest, as a shared backup folder could hold.
+    """A well-formed dump of the other engine with a correct, signed manifest, as a backup folder shared
+    with a Nucleus on the other engine (and the same key) could hold.
 
     Returns its file name. Only its engine is wrong for this database.
     """
@@ -194,14 +239,35 @@ def sqlite_snapshot(path: str) -> str:
     return f"sqlite:///{path}"
 
 
+def database_for_subprocess(tmp_path) -> tuple[str, callable]:
+    """The URL of a database a subprocess restores into, and how to checksum it afterwards."""
+    if connection.vendor == "postgresql":
+        return database_url_of_tests(), content_checksum
+    path = str(tmp_path / "live.sqlite3")
+    return sqlite_snapshot(path), lambda: sqlite_file_checksum(path)
+
+
+def assert_refused(result: subprocess.CompletedProcess, reason: str) -> None:
+    """The command exited non-zero with one line on stderr that gives the reason."""
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("CommandError: ") and reason in lines[0], lines[0]
+
+
 def manage(*args: str, database_url: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run manage.py as an operator would, on the given database and the test's backup folder."""
+    """Run manage.py as an operator would, on the given database, the test's backup folder and its
+    manifest signing keys."""
     connections.close_all()  # no lock of the test process may stand in a restore's way
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "NUCLEUS_BACKUP_DIR": str(settings.NUCLEUS_BACKUP_DIR),
         "DJANGO_SETTINGS_MODULE": "nucleus_project.settings",
+        "NUCLEUS_BACKUP_SIGNING_KEY": getattr(settings, "NUCLEUS_BACKUP_SIGNING_KEY", ""),
+        "NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS": ",".join(
+            getattr(settings, "NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS", [])
+        ),
     }
     return subprocess.run(
         [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), *args],

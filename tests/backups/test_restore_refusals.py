@@ -102,51 +102,36 @@ def test_a_restore_without_the_right_confirmation_is_a_400(operator, backed_up, 
 # --- the command line: dbrestore refuses with one line on stderr and a non-zero exit ------------------
 
 
-def _database_for_subprocess(tmp_path) -> tuple[str, callable]:
-    """The URL of a database the subprocess restores into, and how to checksum it afterwards."""
-    if connection.vendor == "postgresql":
-        return support.database_url_of_tests(), support.content_checksum
-    path = str(tmp_path / "live.sqlite3")
-    return support.sqlite_snapshot(path), lambda: support.sqlite_file_checksum(path)
-
-
-def _assert_refused(result, reason: str):
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("CommandError: ") and reason in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_dbrestore_refuses_a_damaged_or_foreign_dump(backed_up, damage, tmp_path):
     make, code = DAMAGES[damage]
     backup_id = make(backed_up)
     file = Backup.objects.get(pk=backup_id).file
-    url, checksum = _database_for_subprocess(tmp_path)
+    url, checksum = support.database_for_subprocess(tmp_path)
     before = checksum()
 
     result = support.manage("dbrestore", "--noinput", "--input-filename", file, database_url=url)
 
-    _assert_refused(result, code)
+    support.assert_refused(result, code)
     assert checksum() == before
 
 
 def test_dbrestore_refuses_a_dump_with_unknown_migrations(from_the_future, tmp_path):
-    url, checksum = _database_for_subprocess(tmp_path)
+    url, checksum = support.database_for_subprocess(tmp_path)
     before = checksum()
 
     result = support.manage("dbrestore", "--noinput", "-i", from_the_future["file"], database_url=url)
 
-    _assert_refused(result, "core.9999_from_a_newer_nucleus")
+    support.assert_refused(result, "core.9999_from_a_newer_nucleus")
     assert checksum() == before
 
 
 def test_dbrestore_refuses_a_dump_without_manifest(backed_up, tmp_path):
     support.backup_path(backed_up["file"] + ".metadata").unlink()
-    url, checksum = _database_for_subprocess(tmp_path)
+    url, checksum = support.database_for_subprocess(tmp_path)
     before = checksum()
 
     result = support.manage("dbrestore", "--noinput", "-i", backed_up["file"], database_url=url)
 
-    _assert_refused(result, "no readable manifest")
+    support.assert_refused(result, "no readable manifest")
     assert checksum() == before

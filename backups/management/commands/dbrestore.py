@@ -1,10 +1,11 @@
 """manage.py dbrestore: django-dbbackup's command, refusing corrupt or foreign dumps and recording restores.
 
-Before anything is touched, the dump's sha256 and size must match its manifest, the dump must be of
-this engine and readable, and every migration it holds must be known to this code; otherwise the
-command exits non-zero with a one-line reason. Without --input-filename/--input-path it restores the
-newest usable backup of this engine. --safety-backup takes a backup of the current database first
-(the API and the admin always do). --decrypt is not supported.
+Before anything is touched, the manifest's signature must hold (backups.signing), the dump's sha256
+and size must match its manifest, the dump must be of this engine and readable, and every migration it
+holds must be known to this code; otherwise the command exits non-zero with a one-line reason. Without
+--input-filename/--input-path it restores the newest usable backup of this engine with a signed
+manifest. --safety-backup takes a backup of the current database first (the API and the admin always
+do). --decrypt is not supported.
 """
 
 from dbbackup.management.commands import dbrestore as dbrestore_command
@@ -19,6 +20,7 @@ from backups.management.commands._common import (
     human_size,
     quiet_service_logs,
 )
+from backups.signing import trusted
 from backups.storage import ManifestError, backup_storage, manifest_read
 from core.errors import NucleusError
 from core.principals import Actor
@@ -117,6 +119,10 @@ class Command(dbrestore_command.Command):
             except ManifestError:
                 # The service refuses it, and records the refusal, with the reason.
                 return services.backup_placeholder(self.filename)
+            if not trusted(manifest):
+                return services.backup_placeholder(
+                    self.filename
+                )  # nothing in it is believed, not even its id
             return services.backup_from_manifest(manifest)
         manifest = selectors.manifest_latest(
             engine=services.live_engine(self.database_name), servername=self.servername

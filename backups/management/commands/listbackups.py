@@ -1,12 +1,14 @@
 """manage.py listbackups: django-dbbackup's listing and filters, with each dump's catalog entry.
 
 The catalog is rebuilt from the manifests in backup storage first, so it is exactly what storage holds.
+A dump whose manifest is unsigned or signed with no known key is shown without what its manifest claims.
 """
 
 from dbbackup.management.commands import listbackups as listbackups_command
 
 from backups import selectors, services
 from backups.management.commands._common import dbbackup_storage, human_size, quiet_service_logs
+from backups.signing import Trust, manifest_trust
 from backups.storage import backup_storage, storage_listing
 
 ROW = "{name:60} {datetime:20} {id:24} {engine:10} {size:>10} {status}"
@@ -22,6 +24,12 @@ class Command(listbackups_command.Command):
         summary = services.catalog_rebuild() if services.catalog_tables_exist() else None
         listing = storage_listing(backup_storage())
         manifests = {manifest["file"]: manifest for manifest in listing.manifests}
+        untrusted = {
+            manifest["file"]: "unsigned manifest"
+            if manifest_trust(manifest) == Trust.UNSIGNED
+            else "bad signature"
+            for manifest in listing.untrusted
+        }
         statuses = selectors.backup_statuses() if summary is not None else {}
         if not self.quiet:
             self.stdout.write(
@@ -31,6 +39,7 @@ class Command(listbackups_command.Command):
             )
         for row in self.get_backup_attrs(options):
             manifest = manifests.get(row["name"])
+            refusal = untrusted.get(row["name"], "no manifest")
             self.stdout.write(
                 ROW.format(
                     name=row["name"],
@@ -40,7 +49,7 @@ class Command(listbackups_command.Command):
                     size=human_size(manifest["size"]) if manifest else "-",
                     status=statuses.get(manifest["id"], "available")
                     if manifest
-                    else "no manifest: cannot be restored",
+                    else f"{refusal}: cannot be restored",
                 )
             )
         if summary is None and not self.quiet:

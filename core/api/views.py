@@ -626,10 +626,17 @@ class EventListView(NucleusAPIView):
         request=s.EventAppendSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
+            200: OpenApiResponse(
+                s.AppendResultSerializer,
+                description="Every event was already in the stream (a retry): nothing appended, "
+                "first_offset and last_offset are null.",
+            ),
             201: s.AppendResultSerializer,
             **WRITE_ERRORS,
             409: _problem(
-                "expected_last_offset differs from the stream's last offset (last_offset says it)."
+                "expected_last_offset differs from the stream's last offset (unexpected_last_offset, "
+                "last_offset says it), or an event reuses the id of another event (event_id_conflict, "
+                "index names it)."
             ),
         },
     )
@@ -648,9 +655,9 @@ class EventListView(NucleusAPIView):
             {
                 "first_offset": appended.first_offset,
                 "last_offset": appended.last_offset,
-                "events": [{"id": event_id, "offset": offset} for event_id, offset in appended.events],
+                "events": appended.results(),
             },
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if appended.appended else status.HTTP_200_OK,
         )
 
 

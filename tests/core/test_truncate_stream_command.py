@@ -130,7 +130,7 @@ def test_an_id_of_a_truncated_event_is_appended_again_at_a_new_offset(owner, str
 
     response = owner.post(events_url(), {"events": [event("again", {}, first_id)]}, format="json")
 
-    assert response.json()["events"] == [{"id": str(first_id), "offset": 11}]
+    assert response.json()["events"] == [{"id": str(first_id), "offset": 11, "duplicate": False}]
 
 
 @pytest.mark.django_db

@@ -15,7 +15,6 @@ from core import bulk, rows
 from core.errors import (
     Conflict,
     ContentTooLarge,
-    Forbidden,
     NotFound,
     NucleusError,
     PreconditionFailed,
@@ -1092,9 +1091,18 @@ def stream_append(*, stream: Collection, events, actor: Actor, expected_last_off
 
 @transaction.atomic
 def consumer_position_set(
-    *, stream: Collection, consumer: str, offset, actor: Actor, force: bool = False, may_force: bool = False
+    *,
+    stream: Collection,
+    consumer: str,
+    offset,
+    actor: Actor,
+    owner: Service | None = None,
+    force: bool = False,
 ) -> ConsumerPosition:
-    """Move a consumer's position; backwards only with force (by the owner or an operator)."""
+    """Move owner's consumer (by default the stream owner's), creating it; backwards only with force.
+
+    Who may move whose consumer is the caller's business (a service its own, operators any).
+    """
     require_stream(stream)
     _check_key(consumer, path="/consumer")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -1102,8 +1110,6 @@ def consumer_position_set(
             "offset must be an integer >= 0.",
             errors=[{"path": "/offset", "message": "must be an integer >= 0."}],
         )
-    if force and not may_force:
-        raise Forbidden("Only the owner of the stream or an operator may move a consumer backwards.")
     last_offset = Collection.objects.values_list("last_offset", flat=True).get(pk=stream.pk)
     if offset > last_offset:
         raise ValidationFailed(
@@ -1112,9 +1118,11 @@ def consumer_position_set(
             errors=[{"path": "/offset", "message": f"must be at most {last_offset}."}],
             last_offset=last_offset,
         )
+    owner_id = owner.pk if owner is not None else stream.owner_id
     now = timezone.now()
     position, created = ConsumerPosition.objects.select_for_update(of=("self",)).get_or_create(
         stream=stream,
+        owner_id=owner_id,
         consumer=consumer,
         defaults={"offset": offset, "updated_at": now, "updated_by": actor.label},
     )
@@ -1140,13 +1148,16 @@ def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> 
     last_offset = _lock_stream(stream)
     if before < 1 or before > last_offset + 1:
         raise ValidationFailed(f"before must be between 1 and {last_offset + 1}.", code="invalid_offset")
+    # Every service's consumers count, not only the owner's: truncating drops events for all of them.
     behind = list(
         ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
-        .order_by("consumer")
-        .values_list("consumer", "offset")
+        .order_by("offset", "owner__name", "consumer")
+        .values_list("consumer", "owner__name", "offset")
     )
     if behind and not force:
-        names = ", ".join(f"{name} (at {offset})" for name, offset in behind[:10])
+        names = ", ".join(f"{name} of {service} (at {offset})" for name, service, offset in behind[:10])
+        if len(behind) > 10:
+            names += f" and {len(behind) - 10} more"
         raise Conflict(
             f"Consumers have not processed the events before {before}: {names}. "
             "Use --force to drop them anyway.",

@@ -242,10 +242,16 @@ class EventPageSerializer(serializers.Serializer):
 
 class ConsumerPositionSerializer(serializers.Serializer):
     consumer = serializers.CharField()
+    service = serializers.CharField(help_text="The service that keeps the consumer.")
     offset = serializers.IntegerField()
     last_offset = serializers.IntegerField()
     lag = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ConsumerPageSerializer(serializers.Serializer):
+    results = ConsumerPositionSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
 
 
 class ConsumerUpdateSerializer(StrictSerializer):

@@ -1149,15 +1149,13 @@ def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> 
     if before < 1 or before > last_offset + 1:
         raise ValidationFailed(f"before must be between 1 and {last_offset + 1}.", code="invalid_offset")
     # Every service's consumers count, not only the owner's: truncating drops events for all of them.
-    behind = list(
-        ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
-        .order_by("offset", "owner__name", "consumer")
-        .values_list("consumer", "owner__name", "offset")
-    )
-    if behind and not force:
-        names = ", ".join(f"{name} of {service} (at {offset})" for name, service, offset in behind[:10])
-        if len(behind) > 10:
-            names += f" and {len(behind) - 10} more"
+    behind = ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
+    ordered = behind.order_by("offset", "owner__name", "consumer")
+    slowest = list(ordered.values_list("consumer", "owner__name", "offset")[:10])
+    if slowest and not force:
+        names = ", ".join(f"{name} of {service} (at {offset})" for name, service, offset in slowest)
+        if len(slowest) == 10 and (more := behind.count() - 10):
+            names += f" and {more} more"
         raise Conflict(
             f"Consumers have not processed the events before {before}: {names}. "
             "Use --force to drop them anyway.",

@@ -97,6 +97,20 @@ def test_it_counts_the_consumers_of_every_service_not_only_the_owners(owner, rea
 
 
 @pytest.mark.django_db
+def test_the_refusal_names_the_ten_furthest_behind_and_counts_the_rest(stream):
+    for n in range(12):
+        keep_position(stream, f"c{n:02}", n % 3)
+
+    with pytest.raises(CommandError) as refused:
+        truncate("events", "--before", "5")
+
+    message = str(refused.value)
+    assert message.count(" of owner (at ") == 10
+    assert "c09 of owner (at 0)" in message and "c11 of owner (at 2)" not in message
+    assert "and 2 more" in message
+
+
+@pytest.mark.django_db
 def test_a_consumer_that_processed_every_event_below_the_offset_does_not_hold_it_back(stream):
     keep_position(stream, "exact", 3)
 

@@ -206,19 +206,29 @@ class GrantInline(admin.TabularInline):
 
 
 class ConsumerPositionInline(admin.TabularInline):
-    """A stream's consumers and how far behind they are; positions are moved through the API."""
+    """Every service's consumers of a stream and their lag; positions are moved through the API."""
 
     model = ConsumerPosition
     extra = 0
     can_delete = False
-    fields = ["consumer", "offset", "lag", "updated_at", "updated_by"]
+    fields = ["service", "consumer", "offset", "lag", "updated_at", "updated_by"]
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("stream")  # lag reads the stream's head
+        # lag reads the stream's head; the service's name comes with the same query
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("stream", "owner")
+            .order_by("owner__name", "consumer")
+        )
+
+    @admin.display(description="service", ordering="owner__name")
+    def service(self, position):
+        return position.owner.name
 
     @admin.display(description="lag")
     def lag(self, position):

@@ -69,10 +69,10 @@ class NucleusCollector:
         lags = GaugeMetricFamily(
             "nucleus_consumer_lag",
             "Events of the stream a consumer has not processed yet (last offset minus its position).",
-            labels=["stream", "consumer"],
+            labels=["stream", "service", "consumer"],
         )
         for consumer in consumers:
-            lags.add_metric([consumer.stream, consumer.consumer], consumer.lag)
+            lags.add_metric([consumer.stream, consumer.service, consumer.consumer], consumer.lag)
         yield from (records, heads, lags)
 
         yield GaugeMetricFamily(

@@ -243,21 +243,29 @@ class Event(models.Model):
 
 
 class ConsumerPosition(models.Model):
-    """How far a named consumer has processed a stream: the offset of its last processed event."""
+    """How far a service's named consumer has processed a stream: the offset of its last processed event."""
 
     stream = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="consumers")
+    # Consumer names are scoped per service: each service keeps its own `billing`, and none can
+    # learn (or move) another's. A deleted service's positions go with it.
+    owner = models.ForeignKey(
+        Service,
+        on_delete=models.CASCADE,
+        related_name="consumer_positions",
+        help_text="The service that keeps this consumer; only it (and operators) may move it.",
+    )
     consumer = models.CharField(max_length=200, validators=[key_validator])
     offset = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField()
     updated_by = models.CharField(max_length=200)
 
     class Meta:
-        ordering = ["stream_id", "consumer"]
+        ordering = ["stream_id", "owner_id", "consumer"]
         constraints = [
             models.UniqueConstraint(
-                fields=["stream", "consumer"],
-                name="consumer_unique_per_stream",
-                violation_error_message="This consumer already has a position in this stream.",
+                fields=["stream", "owner", "consumer"],
+                name="consumer_unique_per_service_and_stream",
+                violation_error_message="This service already has a consumer of this name in this stream.",
             ),
             models.CheckConstraint(
                 condition=Q(offset__gte=0),

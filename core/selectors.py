@@ -11,13 +11,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from django.db import connection, router
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Substr
 
 from core import rows
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from core.models import (
     KEY_PATTERN,
+    SERVICE_NAME_PATTERN,
     Access,
     Collection,
     ConsumerPosition,
@@ -422,13 +423,102 @@ def _wait_postgresql(stream_id: int, after: int, deadline: float) -> None:
                     return
 
 
-def consumer_position_get(*, stream: Collection, consumer: str) -> ConsumerPosition:
-    """The consumer's stored position, or an unsaved one at offset 0 (nothing processed yet)."""
-    require_stream(stream)
+SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN[:-1] + r"\Z")
+
+
+def _check_consumer_name(consumer: str) -> None:
     if not KEY_RE.fullmatch(consumer):
         raise ValidationFailed(
             "A consumer name follows the record key rules: 1 to 200 of A-Z a-z 0-9 . _ : -.",
             code="invalid_key",
+            errors=[{"path": "/consumer", "message": f"does not match {KEY_PATTERN}"}],
         )
-    position = ConsumerPosition.objects.filter(stream=stream, consumer=consumer).first()
-    return position or ConsumerPosition(stream=stream, consumer=consumer, offset=0, updated_at=None)
+
+
+def _no_consumer(stream: Collection, consumer: str, service_name: str) -> NotFound:
+    """The one answer for a consumer the caller may not see, or that does not exist: nothing to tell apart."""
+    return NotFound(
+        f"There is no consumer {consumer!r} of service {service_name!r} on {stream.name!r}.",
+        code="consumer_not_found",
+    )
+
+
+def consumer_owner_for(
+    *, principal: Principal, stream: Collection, consumer: str, service_name: str | None
+) -> tuple[Service, bool]:
+    """The service whose consumer the caller addresses, and whether the caller may create and move it.
+
+    A service addresses its own consumers. The stream's owner may name another service to read its
+    consumers; operators may name any service (the default is the stream's owner) and move its
+    consumers. Any other service named is a 404, the same whether it or its consumer exists or not.
+    """
+    require_stream(stream)
+    if service_name == "":
+        service_name = None
+    if service_name is not None and not SERVICE_NAME_RE.fullmatch(service_name):
+        raise BadRequest(
+            "service must be a service name: lower-case letters, digits, '_' and '-', starting with a "
+            "letter (at most 63).",
+            code="invalid_service",
+        )
+    _check_consumer_name(consumer)
+    caller = principal.service
+    if caller is not None and service_name in (None, caller.name):
+        return caller, True
+    if caller is None and service_name is None:
+        return stream.owner, True
+    if caller is not None and stream.owner_id != caller.pk:
+        raise _no_consumer(stream, consumer, service_name)
+    owner = Service.objects.filter(name=service_name).first()
+    if owner is None:
+        raise _no_consumer(stream, consumer, service_name)
+    return owner, caller is None
+
+
+def consumer_position_get(
+    *, stream: Collection, owner: Service, consumer: str, may_create: bool
+) -> ConsumerPosition:
+    """owner's stored position of consumer; if there is none, an unsaved one at offset 0 (nothing
+    processed yet) for a caller that may create it, else a 404."""
+    require_stream(stream)
+    _check_consumer_name(consumer)
+    position = ConsumerPosition.objects.filter(stream=stream, owner=owner, consumer=consumer).first()
+    if position is None:
+        if not may_create:
+            raise _no_consumer(stream, consumer, owner.name)
+        position = ConsumerPosition(stream=stream, consumer=consumer, offset=0, updated_at=None)
+    position.owner = owner
+    return position
+
+
+def consumers_page(
+    *, principal: Principal, stream: Collection, limit: int, cursor: str | None = None
+) -> tuple[list[ConsumerPosition], str | None]:
+    """One page of the consumers the caller may see, with the stream's last offset, and the next cursor.
+
+    A service sees its own consumers; the stream's owner and operators see every service's. Ordered
+    by service (in the order services were created) and name, which the (stream, owner, consumer)
+    index serves: a page costs the same however many consumers other services keep.
+    """
+    require_stream(stream)
+    positions = (
+        ConsumerPosition.objects.filter(stream_id=stream.pk)
+        .select_related("owner")
+        .annotate(stream_last_offset=F("stream__last_offset"))
+    )
+    if principal.service is not None and stream.owner_id != principal.service.pk:
+        positions = positions.filter(owner_id=principal.service.pk)
+    if cursor:
+        owner_id, consumer = decode_cursor(cursor, 2)
+        if not (
+            owner_id.isascii() and owner_id.isdigit() and len(owner_id) <= 18 and KEY_RE.fullmatch(consumer)
+        ):
+            raise BadRequest("cursor is not one that Nucleus issued.", code="invalid_cursor")
+        positions = positions.filter(owner_id__gte=int(owner_id)).filter(
+            Q(owner_id__gt=int(owner_id)) | Q(consumer__gt=consumer)
+        )
+    page = list(positions.order_by("owner_id", "consumer")[: limit + 1])
+    if len(page) <= limit:
+        return page, None
+    page = page[:limit]
+    return page, encode_cursor([str(page[-1].owner_id), page[-1].consumer])

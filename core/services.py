@@ -5,6 +5,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
@@ -14,7 +15,6 @@ from core import bulk, rows
 from core.errors import (
     Conflict,
     ContentTooLarge,
-    Forbidden,
     NotFound,
     NucleusError,
     PreconditionFailed,
@@ -574,7 +574,7 @@ def _record_changed(
         for change, row in changes
     ]
     stream = Collection(pk=state.change_stream_id, name=state.change_stream_name)
-    _append(stream, prepared, producer=actor.label)
+    _append(stream, prepared, producer=actor.label, compare=False)
 
 
 @transaction.atomic
@@ -844,12 +844,23 @@ def records_bulk(*, collection: Collection, mode: str, items, actor: Actor) -> l
 
 @dataclass(frozen=True)
 class Appended:
-    """The outcome of an append: the offsets of the request's events, in request order."""
+    """The outcome of an append: the offsets of the request's events, in request order.
 
-    first_offset: int
-    last_offset: int
+    first_offset and last_offset span the events this append added; None when it added none.
+    """
+
+    first_offset: int | None
+    last_offset: int | None
     events: list[tuple[str, int]]
     appended: int  # how many were new; the rest were already in the stream (same id)
+    duplicates: list[bool]  # per event: its id was already in the stream, or earlier in the request
+
+    def results(self) -> list[dict]:
+        """Each event as the API reports it: {"id", "offset", "duplicate"}."""
+        return [
+            {"id": event_id, "offset": offset, "duplicate": duplicate}
+            for (event_id, offset), duplicate in zip(self.events, self.duplicates, strict=True)
+        ]
 
 
 def _prepare_events(events) -> list[tuple[uuid.UUID, str, dict]]:
@@ -912,6 +923,41 @@ def _lock_stream(stream: Collection) -> int:
     return found[0]
 
 
+def _same_json(a, b) -> bool:
+    """Whether two JSON values are equal: member order and the spelling of numbers (1, 1.0, 1e0) do
+    not matter; types do (true is not 1, "1" is not 1)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        # repr is a float's shortest exact spelling, so 0.1 stays 0.1 and 1e300 equals 10**300.
+        return Decimal(repr(a) if isinstance(a, float) else a) == Decimal(
+            repr(b) if isinstance(b, float) else b
+        )
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(value, b[name]) for name, value in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _event_id_conflict(conflicts: list[tuple[int, uuid.UUID, int]]) -> Conflict:
+    index, event_id, offset = conflicts[0]
+    return Conflict(
+        f"Event {index} reuses the id {event_id} of the event at offset {offset} with another type or "
+        f"data ({len(conflicts)} such events in all); nothing was appended.",
+        code="event_id_conflict",
+        errors=[
+            {
+                "path": f"/events/{i}/id",
+                "message": f"is the id of the event at offset {at}, whose type or data differ.",
+            }
+            for i, _, at in conflicts[:100]
+        ],
+        index=index,
+        offset=offset,
+    )
+
+
 def _append(
     stream: Collection,
     prepared: list[tuple[uuid.UUID, str, dict]],
@@ -919,31 +965,49 @@ def _append(
     producer: str,
     expected_last_offset: int | None = None,
     may_exist: bool = True,
+    compare: bool = True,
 ) -> Appended:
     """Append under the stream's lock: ids already in the stream keep their offsets, new ones get the next.
 
-    may_exist=False: every id is new (made here, uuid4), so the stream need not be searched for them.
+    An id that is already in the stream (or earlier in the request) is a duplicate when its type and
+    data are the same, and a 409 event_id_conflict when they differ (compare=False skips the check:
+    change events, whose ids are derived from their content). may_exist=False: every id is new (made
+    here, uuid4), so the stream need not be searched for them.
     """
     last_offset = _lock_stream(stream)
     ids = [event_id for event_id, _, _ in prepared]
-    offsets = (
-        dict(
-            Event.objects.filter(stream_id=stream.pk, event_id__one_of=ids).values_list("event_id", "offset")
-        )
-        if may_exist
-        else {}
-    )
-    fresh = []
-    for event_id, event_type, data in prepared:
-        if event_id not in offsets:
-            offsets[event_id] = last_offset + len(fresh) + 1
+    known: dict[uuid.UUID, tuple[int, str | None, dict | None]] = {}
+    if may_exist:
+        found = Event.objects.filter(stream_id=stream.pk, event_id__one_of=ids)
+        if compare:
+            known = {
+                event_id: (offset, t, data)
+                for event_id, offset, t, data in found.values_list("event_id", "offset", "type", "data")
+            }
+        else:
+            known = {
+                event_id: (offset, None, None) for event_id, offset in found.values_list("event_id", "offset")
+            }
+    fresh, duplicates, conflicts = [], [], []
+    for index, (event_id, event_type, data) in enumerate(prepared):
+        if event_id not in known:
+            known[event_id] = (last_offset + len(fresh) + 1, event_type, data)
             fresh.append((event_id, event_type, data))
+            duplicates.append(False)
+            continue
+        offset, known_type, known_data = known[event_id]
+        if compare and (known_type != event_type or not _same_json(known_data, data)):
+            conflicts.append((index, event_id, offset))
+        duplicates.append(True)
+    if conflicts:
+        raise _event_id_conflict(conflicts)
     if fresh and expected_last_offset is not None and expected_last_offset != last_offset:
         raise Conflict(
             f"The stream's last offset is {last_offset}, not {expected_last_offset}; nothing was appended.",
             code="unexpected_last_offset",
             last_offset=last_offset,
         )
+    new_last = last_offset + len(fresh)
     if fresh:
         now = timezone.now()
         bulk.insert(
@@ -951,7 +1015,7 @@ def _append(
             [
                 {
                     "stream_id": stream.pk,
-                    "offset": offsets[event_id],
+                    "offset": known[event_id][0],
                     "event_id": event_id,
                     "type": event_type,
                     "data": data,
@@ -961,7 +1025,6 @@ def _append(
                 for event_id, event_type, data in fresh
             ],
         )
-        new_last = last_offset + len(fresh)
         _move_head(stream.pk, new_last)
         log_events_appended(
             stream=stream.name,
@@ -969,12 +1032,12 @@ def _append(
             last_offset=new_last,
             actor=producer,
         )
-    ordered = [(str(event_id), offsets[event_id]) for event_id in ids]
     return Appended(
-        first_offset=min(offset for _, offset in ordered),
-        last_offset=max(offset for _, offset in ordered),
-        events=ordered,
+        first_offset=last_offset + 1 if fresh else None,
+        last_offset=new_last if fresh else None,
+        events=[(str(event_id), known[event_id][0]) for event_id in ids],
         appended=len(fresh),
+        duplicates=duplicates,
     )
 
 
@@ -1000,9 +1063,11 @@ def stream_channel(stream_id: int) -> str:
 def stream_append(*, stream: Collection, events, actor: Actor, expected_last_offset=None) -> Appended:
     """Append 1 to 1000 events atomically at the next offsets. Locks the stream row until commit.
 
-    An event whose id is already in the stream is not appended again: its original offset is returned.
-    When every event is already there, the request is a retry that succeeded before and
-    expected_last_offset is not checked; otherwise a differing expected_last_offset is a 409.
+    An event whose id is already in the stream with the same type and data is a duplicate: it is not
+    appended again and its original offset is returned; with another type or data it is a 409
+    event_id_conflict and nothing is appended. When every event is a duplicate, the request is a
+    retry that succeeded before and expected_last_offset is not checked; otherwise a differing
+    expected_last_offset is a 409.
     """
     require_stream(stream)
     if expected_last_offset is not None and (
@@ -1026,9 +1091,18 @@ def stream_append(*, stream: Collection, events, actor: Actor, expected_last_off
 
 @transaction.atomic
 def consumer_position_set(
-    *, stream: Collection, consumer: str, offset, actor: Actor, force: bool = False, may_force: bool = False
+    *,
+    stream: Collection,
+    consumer: str,
+    offset,
+    actor: Actor,
+    owner: Service | None = None,
+    force: bool = False,
 ) -> ConsumerPosition:
-    """Move a consumer's position; backwards only with force (by the owner or an operator)."""
+    """Move owner's consumer (by default the stream owner's), creating it; backwards only with force.
+
+    Who may move whose consumer is the caller's business (a service its own, operators any).
+    """
     require_stream(stream)
     _check_key(consumer, path="/consumer")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
@@ -1036,8 +1110,6 @@ def consumer_position_set(
             "offset must be an integer >= 0.",
             errors=[{"path": "/offset", "message": "must be an integer >= 0."}],
         )
-    if force and not may_force:
-        raise Forbidden("Only the owner of the stream or an operator may move a consumer backwards.")
     last_offset = Collection.objects.values_list("last_offset", flat=True).get(pk=stream.pk)
     if offset > last_offset:
         raise ValidationFailed(
@@ -1046,9 +1118,11 @@ def consumer_position_set(
             errors=[{"path": "/offset", "message": f"must be at most {last_offset}."}],
             last_offset=last_offset,
         )
+    owner_id = owner.pk if owner is not None else stream.owner_id
     now = timezone.now()
     position, created = ConsumerPosition.objects.select_for_update(of=("self",)).get_or_create(
         stream=stream,
+        owner_id=owner_id,
         consumer=consumer,
         defaults={"offset": offset, "updated_at": now, "updated_by": actor.label},
     )
@@ -1074,13 +1148,14 @@ def stream_truncate(*, stream: Collection, before: int, force: bool = False) -> 
     last_offset = _lock_stream(stream)
     if before < 1 or before > last_offset + 1:
         raise ValidationFailed(f"before must be between 1 and {last_offset + 1}.", code="invalid_offset")
-    behind = list(
-        ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
-        .order_by("consumer")
-        .values_list("consumer", "offset")
-    )
-    if behind and not force:
-        names = ", ".join(f"{name} (at {offset})" for name, offset in behind[:10])
+    # Every service's consumers count, not only the owner's: truncating drops events for all of them.
+    behind = ConsumerPosition.objects.filter(stream=stream, offset__lt=before - 1)
+    ordered = behind.order_by("offset", "owner__name", "consumer")
+    slowest = list(ordered.values_list("consumer", "owner__name", "offset")[:10])
+    if slowest and not force:
+        names = ", ".join(f"{name} of {service} (at {offset})" for name, service, offset in slowest)
+        if len(slowest) == 10 and (more := behind.count() - 10):
+            names += f" and {more} more"
         raise Conflict(
             f"Consumers have not processed the events before {before}: {names}. "
             "Use --force to drop them anyway.",
@@ -1188,7 +1263,7 @@ def _execute_operation(operation, actor: Actor, resolve) -> dict:
             "collection": name,
             "first_offset": appended.first_offset,
             "last_offset": appended.last_offset,
-            "events": [{"id": event_id, "offset": offset} for event_id, offset in appended.events],
+            "events": appended.results(),
         }
     if_match = _op_if_match(operation.get("if_match"), "")
     key = operation.get("key")

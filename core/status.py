@@ -106,19 +106,22 @@ def collection_states(*, sizes: bool = False) -> list[CollectionState]:
 @dataclass(frozen=True)
 class ConsumerState:
     stream: str
+    service: str  # the service that keeps the consumer: names are per service
     consumer: str
     offset: int
     lag: int
 
 
 def consumer_states() -> list[ConsumerState]:
-    """Every consumer position with its lag behind the stream's last offset: one query."""
-    rows = ConsumerPosition.objects.order_by("stream__name", "consumer").values_list(
-        "stream__name", "consumer", "offset", "stream__last_offset"
+    """Every service's consumer positions with their lag behind the stream's last offset: one query."""
+    rows = ConsumerPosition.objects.order_by("stream__name", "owner__name", "consumer").values_list(
+        "stream__name", "owner__name", "consumer", "offset", "stream__last_offset"
     )
     return [
-        ConsumerState(stream=stream, consumer=consumer, offset=offset, lag=max(last_offset - offset, 0))
-        for stream, consumer, offset, last_offset in rows
+        ConsumerState(
+            stream=stream, service=service, consumer=consumer, offset=offset, lag=max(last_offset - offset, 0)
+        )
+        for stream, service, consumer, offset, last_offset in rows
     ]
 
 

@@ -251,6 +251,9 @@ ROWS = [
         body={"events": [{"type": "made", "data": {"n": 1}}]},
         template=f"{C}/{{name}}/events/",
     ),
+    # Consumers are the reading side: whoever may read a stream keeps positions of its own; the
+    # stream's owner and operators see every service's, only operators move another service's.
+    Row("consumers-list", "GET", f"{C}/feed/consumers/", visible(200), template=f"{C}/{{name}}/consumers/"),
     Row(
         "consumer-read",
         "GET",
@@ -259,7 +262,6 @@ ROWS = [
         template=f"{C}/{{name}}/consumers/{{consumer}}/",
     ),
     Row(
-        # Consumers are the reading side: whoever may read a stream keeps its own positions.
         "consumer-forward",
         "PUT",
         f"{C}/feed/consumers/fresh/",
@@ -268,12 +270,30 @@ ROWS = [
         template=f"{C}/{{name}}/consumers/{{consumer}}/",
     ),
     Row(
+        # `worker` is the owner's; another service's PUT keeps (here: creates) a `worker` of its own.
         "consumer-back-with-force",
         "PUT",
         f"{C}/feed/consumers/worker/",
-        managed(200),
+        visible(200),
         body={"offset": 0, "force": True},
         template=f"{C}/{{name}}/consumers/{{consumer}}/",
+    ),
+    Row(
+        "consumer-of-the-owner-read",
+        "GET",
+        f"{C}/feed/consumers/worker/?service=owner",
+        expect(outsider=404, reader=404, writer=404, owner=200, operator=200),
+        template=f"{C}/{{name}}/consumers/{{consumer}}/",
+        twin=f"{C}/feed/consumers/worker?service=owner",
+    ),
+    Row(
+        "consumer-of-the-reader-move",
+        "PUT",
+        f"{C}/feed/consumers/worker/?service=reader",
+        expect(outsider=404, reader=200, writer=404, owner=403, operator=200),
+        body={"offset": 1},
+        template=f"{C}/{{name}}/consumers/{{consumer}}/",
+        twin=f"{C}/feed/consumers/worker?service=reader",
     ),
     # transactions
     Row(

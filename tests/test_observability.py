@@ -421,6 +421,15 @@ def test_nucleus_gauges_describe_collections_streams_consumers_backups_and_migra
     events = [{"type": "tick", "data": {"n": n}} for n in range(5)]
     server.api("POST", "/api/v1/collections/gauged-feed/events/", {"events": events}, expect=201)
     server.api("PUT", "/api/v1/collections/gauged-feed/consumers/billing/", {"offset": 2}, expect=200)
+    grant = {"service": "reader", "access": "read"}
+    server.api("POST", "/api/v1/collections/gauged-feed/grants/", grant, expect=201)
+    server.api(
+        "PUT",
+        "/api/v1/collections/gauged-feed/consumers/billing/",
+        {"offset": 4},
+        service="reader",
+        expect=200,
+    )
 
     samples = server.scrape()
     assert value(samples, "nucleus_build_info", version="dev", revision="unknown") == 1
@@ -428,7 +437,14 @@ def test_nucleus_gauges_describe_collections_streams_consumers_backups_and_migra
     assert value(samples, "nucleus_collection_records", collection="gauged") == 3
     assert value(samples, "nucleus_collection_records", collection="gauged-feed") is None  # a stream
     assert value(samples, "nucleus_stream_last_offset", stream="gauged-feed") == 5
-    assert value(samples, "nucleus_consumer_lag", stream="gauged-feed", consumer="billing") == 3
+    # consumer names are per service: the owner's and the reader's `billing` are two series
+    assert (
+        value(samples, "nucleus_consumer_lag", stream="gauged-feed", service="owner", consumer="billing") == 3
+    )
+    assert (
+        value(samples, "nucleus_consumer_lag", stream="gauged-feed", service="reader", consumer="billing")
+        == 1
+    )
     assert value(samples, "nucleus_backup_age_seconds") == math.inf  # no backup yet
     assert value(samples, "nucleus_verified_backup_age_seconds") == math.inf
     assert value(samples, "nucleus_migrations_pending") == 0

@@ -207,11 +207,21 @@ class EventAppendSerializer(serializers.Serializer):
 class AppendedEventSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     offset = serializers.IntegerField()
+    duplicate = serializers.BooleanField(
+        help_text="The id was already in the stream (or earlier in the request) with the same type and "
+        "data: not appended again; offset is the original's."
+    )
 
 
 class AppendResultSerializer(serializers.Serializer):
-    first_offset = serializers.IntegerField()
-    last_offset = serializers.IntegerField()
+    first_offset = serializers.IntegerField(
+        allow_null=True,
+        help_text="The offset of the first event appended; null when every event was a duplicate.",
+    )
+    last_offset = serializers.IntegerField(
+        allow_null=True,
+        help_text="The offset of the last event appended; null when every event was a duplicate.",
+    )
     events = AppendedEventSerializer(many=True)
 
 
@@ -232,10 +242,16 @@ class EventPageSerializer(serializers.Serializer):
 
 class ConsumerPositionSerializer(serializers.Serializer):
     consumer = serializers.CharField()
+    service = serializers.CharField(help_text="The service that keeps the consumer.")
     offset = serializers.IntegerField()
     last_offset = serializers.IntegerField()
     lag = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class ConsumerPageSerializer(serializers.Serializer):
+    results = ConsumerPositionSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
 
 
 class ConsumerUpdateSerializer(StrictSerializer):
@@ -306,8 +322,8 @@ class TransactionResultItemSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False)
     created = serializers.BooleanField(required=False)
     deleted = serializers.BooleanField(required=False)
-    first_offset = serializers.IntegerField(required=False)
-    last_offset = serializers.IntegerField(required=False)
+    first_offset = serializers.IntegerField(required=False, allow_null=True)
+    last_offset = serializers.IntegerField(required=False, allow_null=True)
     events = AppendedEventSerializer(many=True, required=False)
 
 

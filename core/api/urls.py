@@ -30,6 +30,7 @@ urlpatterns = [
         "collections/<str:name>/records/<str:key>/revert/", views.RecordRevertView.as_view(), "record-revert"
     ),
     *route("collections/<str:name>/events/", views.EventListView.as_view(), "event-list"),
+    *route("collections/<str:name>/consumers/", views.ConsumerListView.as_view(), "consumer-list"),
     *route(
         "collections/<str:name>/consumers/<str:consumer>/",
         views.ConsumerDetailView.as_view(),

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from core import selectors, services
 from core.api import serializers as s
 from core.api.base import NucleusAPIView, etag, parse_etags
-from core.errors import BadRequest, NotFound, ValidationFailed
+from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from core.history import history_page
 from core.models import Collection, Event, Record, Service, record_pk
 from core.selectors import Need
@@ -626,10 +626,17 @@ class EventListView(NucleusAPIView):
         request=s.EventAppendSerializer,
         parameters=[IDEMPOTENCY_HEADER],
         responses={
+            200: OpenApiResponse(
+                s.AppendResultSerializer,
+                description="Every event was already in the stream (a retry): nothing appended, "
+                "first_offset and last_offset are null.",
+            ),
             201: s.AppendResultSerializer,
             **WRITE_ERRORS,
             409: _problem(
-                "expected_last_offset differs from the stream's last offset (last_offset says it)."
+                "expected_last_offset differs from the stream's last offset (unexpected_last_offset, "
+                "last_offset says it), or an event reuses the id of another event (event_id_conflict, "
+                "index names it)."
             ),
         },
     )
@@ -648,28 +655,71 @@ class EventListView(NucleusAPIView):
             {
                 "first_offset": appended.first_offset,
                 "last_offset": appended.last_offset,
-                "events": [{"id": event_id, "offset": offset} for event_id, offset in appended.events],
+                "events": appended.results(),
             },
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if appended.appended else status.HTTP_200_OK,
         )
 
 
+SERVICE = OpenApiParameter(
+    "service",
+    {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,62}$"},
+    description="Whose consumer: your own by default. The stream's owner may name another service to "
+    "read its consumer; operators may name any service (default: the stream's owner).",
+)
+
+
+def consumer_body(position, last_offset: int) -> dict:
+    """The API representation of a consumer position (ConsumerPositionSerializer)."""
+    return {
+        "consumer": position.consumer,
+        "service": position.owner.name,
+        "offset": position.offset,
+        "last_offset": last_offset,
+        "lag": max(last_offset - position.offset, 0),
+        "updated_at": iso(position.updated_at) if position.updated_at else None,
+    }
+
+
+class ConsumerListView(NucleusAPIView):
+    @extend_schema(
+        operation_id="consumers_list",
+        parameters=[LIMIT, CURSOR],
+        responses={200: s.ConsumerPageSerializer, **COMMON_ERRORS},
+    )
+    def get(self, request, name):
+        stream = selectors.collection_for(
+            principal=self.principal, name=name, need=Need.READ, perms=("core.view_consumerposition",)
+        )
+        positions, cursor = selectors.consumers_page(
+            principal=self.principal,
+            stream=stream,
+            limit=self.query_limit(),
+            cursor=request.query_params.get("cursor"),
+        )
+        results = [consumer_body(position, position.stream_last_offset) for position in positions]
+        return Response({"results": results, "next": self.next_url(cursor)})
+
+
 class ConsumerDetailView(NucleusAPIView):
-    def _position_body(self, stream: Collection, position) -> dict:
-        last_offset = selectors.stream_last_offset(stream.pk)
-        return {
-            "consumer": position.consumer,
-            "offset": position.offset,
-            "last_offset": last_offset,
-            "lag": max(last_offset - position.offset, 0),
-            "updated_at": iso(position.updated_at) if position.updated_at else None,
-        }
+    def _owner(self, stream: Collection, consumer: str):
+        return selectors.consumer_owner_for(
+            principal=self.principal,
+            stream=stream,
+            consumer=consumer,
+            service_name=self.request.query_params.get("service"),
+        )
 
     @extend_schema(
         operation_id="consumers_retrieve",
+        parameters=[SERVICE],
         responses={
             200: s.ConsumerPositionSerializer,
             **COMMON_ERRORS,
+            404: _problem(
+                "Not found, or not visible to the caller: the stream, or another service's consumer "
+                "(consumer_not_found)."
+            ),
             422: _problem("The consumer name does not follow the rules of record keys (invalid_key)."),
         },
     )
@@ -677,15 +727,26 @@ class ConsumerDetailView(NucleusAPIView):
         stream = selectors.collection_for(
             principal=self.principal, name=name, need=Need.READ, perms=("core.view_consumerposition",)
         )
-        position = selectors.consumer_position_get(stream=stream, consumer=consumer)
-        return Response(self._position_body(stream, position))
+        owner, may_move = self._owner(stream, consumer)
+        position = selectors.consumer_position_get(
+            stream=stream, owner=owner, consumer=consumer, may_create=may_move
+        )
+        return Response(consumer_body(position, selectors.stream_last_offset(stream.pk)))
 
     @extend_schema(
         operation_id="consumers_update",
+        parameters=[SERVICE],
         request=s.ConsumerUpdateSerializer,
         responses={
             200: s.ConsumerPositionSerializer,
             **WRITE_ERRORS,
+            403: _problem(
+                "The stream's owner naming another service: it may read that consumer, not move it."
+            ),
+            404: _problem(
+                "Not found, or not visible to the caller: the stream, or another service's consumer "
+                "(consumer_not_found)."
+            ),
             409: _problem("Moving backwards without force."),
             422: _problem("Beyond the stream's last offset."),
         },
@@ -694,22 +755,25 @@ class ConsumerDetailView(NucleusAPIView):
         stream = selectors.collection_for(
             principal=self.principal, name=name, need=Need.READ, perms=("core.change_consumerposition",)
         )
+        owner, may_move = self._owner(stream, consumer)
+        if not may_move:
+            raise Forbidden(f"Only service {owner.name!r} or an operator may move its consumers.")
         body = _strict_body(self.body_object(), required={"offset"}, optional={"force"})
         force = body.get("force", False)
         if not isinstance(force, bool):
             raise ValidationFailed(
                 "force must be true or false.", errors=[{"path": "/force", "message": "must be a boolean."}]
             )
-        may_force = self.principal.service is None or stream.owner_id == self.principal.service.pk
         position = services.consumer_position_set(
             stream=stream,
+            owner=owner,
             consumer=consumer,
             offset=body["offset"],
             actor=self.actor,
             force=force,
-            may_force=may_force,
         )
-        return Response(self._position_body(stream, position))
+        position.owner = owner
+        return Response(consumer_body(position, selectors.stream_last_offset(stream.pk)))
 
 
 # --- transactions --------------------------------------------------------------------------------

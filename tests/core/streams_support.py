@@ -1,6 +1,7 @@
 """Helpers of the stream tests: URLs by route name, set-up through services, and the stored state."""
 
 import uuid
+from urllib.parse import urlencode
 
 from django.urls import reverse
 
@@ -13,8 +14,14 @@ def events_url(stream: str = "events") -> str:
     return reverse("event-list", args=[stream])
 
 
-def consumer_url(consumer: str, stream: str = "events") -> str:
-    return reverse("consumer-detail", args=[stream, consumer])
+def consumer_url(consumer: str, stream: str = "events", service: str | None = None) -> str:
+    """The consumer's URL; with service, the consumer of that service (for the stream's owner, operators)."""
+    url = reverse("consumer-detail", args=[stream, consumer])
+    return url if service is None else f"{url}?{urlencode({'service': service})}"
+
+
+def consumers_url(stream: str = "events") -> str:
+    return reverse("consumer-list", args=[stream])
 
 
 def make_stream(
@@ -43,6 +50,14 @@ def append(stream: Collection, count: int, event_type: str = "seeded") -> list[t
     return services.stream_append(stream=stream, events=events, actor=TEST_ACTOR).events
 
 
+def keep_position(stream: Collection, consumer: str, offset: int, keeper: str | None = None) -> None:
+    """Store the position of keeper's consumer (by default the stream owner's) through the service."""
+    owner = Service.objects.get(name=keeper) if keeper else None
+    services.consumer_position_set(
+        stream=stream, owner=owner, consumer=consumer, offset=offset, actor=TEST_ACTOR
+    )
+
+
 def stored_events(stream: Collection) -> list[tuple]:
     """(offset, id, type, data, producer) of every stored event of stream, by offset."""
     rows = Event.objects.filter(stream=stream).order_by("offset")
@@ -59,13 +74,13 @@ def last_offset(stream: Collection) -> int:
 
 
 def stream_state(stream: Collection) -> dict:
-    """Everything a request to a stream could change: its events, last offset and consumer positions."""
+    """Everything a request to a stream could change: events, last offset, every service's consumers."""
     return {
         "events": stored_events(stream),
         "last_offset": last_offset(stream),
         "consumers": list(
             ConsumerPosition.objects.filter(stream=stream)
-            .order_by("consumer")
-            .values_list("consumer", "offset", "updated_at", "updated_by")
+            .order_by("owner__name", "consumer")
+            .values_list("owner__name", "consumer", "offset", "updated_at", "updated_by")
         ),
     }

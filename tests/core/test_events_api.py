@@ -85,7 +85,11 @@ def test_owner_appends_events_at_offsets_1_2_3_in_request_order(owner, stream):
     assert response.json() == {
         "first_offset": 1,
         "last_offset": 3,
-        "events": [{"id": a, "offset": 1}, {"id": b, "offset": 2}, {"id": c, "offset": 3}],
+        "events": [
+            {"id": a, "offset": 1, "duplicate": False},
+            {"id": b, "offset": 2, "duplicate": False},
+            {"id": c, "offset": 3, "duplicate": False},
+        ],
     }
     assert stored_events(stream) == [
         (1, a, "order.placed", {"order": 1}, "service:owner"),
@@ -245,17 +249,20 @@ def test_a_type_of_200_characters_is_accepted(owner, stream):
 # --- deduplication by id --------------------------------------------------------------------------
 
 
-def test_an_id_already_in_the_stream_keeps_its_offset_and_is_not_appended_again(owner, stream):
+def test_an_id_already_in_the_stream_with_the_same_payload_is_a_duplicate_at_its_old_offset(owner, stream):
     a, b, c = ids(3)
     assert post(owner, [event("first", {"v": 1}, a), event("first", {"v": 1}, b)]).status_code == 201
 
-    response = post(owner, [event("again", {"v": 2}, b), event("new", {"v": 3}, c)])
+    response = post(owner, [event("first", {"v": 1}, b), event("new", {"v": 3}, c)])
 
     assert response.status_code == 201
     assert response.json() == {
-        "first_offset": 2,
+        "first_offset": 3,
         "last_offset": 3,
-        "events": [{"id": b, "offset": 2}, {"id": c, "offset": 3}],
+        "events": [
+            {"id": b, "offset": 2, "duplicate": True},
+            {"id": c, "offset": 3, "duplicate": False},
+        ],
     }
     assert stored_events(stream) == [
         (1, a, "first", {"v": 1}, "service:owner"),
@@ -265,22 +272,130 @@ def test_an_id_already_in_the_stream_keeps_its_offset_and_is_not_appended_again(
     assert last_offset(stream) == 3
 
 
-def test_a_repeated_id_within_one_request_is_appended_once(owner, stream):
+def test_an_id_already_in_the_stream_with_other_data_is_a_409_naming_the_event_and_appends_nothing(
+    owner, stream
+):
+    a, b, c = ids(3)
+    assert post(owner, [event("first", {"v": 1}, a), event("first", {"v": 1}, b)]).status_code == 201
+    before = stream_state(stream)
+
+    response = post(owner, [event("new", {"v": 3}, c), event("first", {"v": 2}, b)])
+
+    body = assert_problem(response, 409, "event_id_conflict")
+    assert body["index"] == 1
+    assert body["offset"] == 2
+    assert error_paths(body) == ["/events/1/id"]
+    assert b in body["detail"]
+    assert stream_state(stream) == before
+
+
+def test_an_id_already_in_the_stream_with_another_type_is_a_409(owner, stream):
+    a = str(uuid.uuid4())
+    post(owner, [event("order.placed", {"n": 1}, a)])
+    before = stream_state(stream)
+
+    response = post(owner, [event("order.cancelled", {"n": 1}, a)])
+
+    assert assert_problem(response, 409, "event_id_conflict")["index"] == 0
+    assert stream_state(stream) == before
+
+
+def test_every_conflicting_event_is_listed_and_index_names_the_first(owner, stream):
+    a, b = ids(2)
+    post(owner, [event("x", {"n": 1}, a), event("x", {"n": 2}, b)])
+
+    response = post(owner, [event("x", {"n": 1}, a), event("x", {"n": 9}, b), event("y"), event("x", {}, a)])
+
+    body = assert_problem(response, 409, "event_id_conflict")
+    assert body["index"] == 1
+    assert error_paths(body) == ["/events/1/id", "/events/3/id"]
+    assert last_offset(stream) == 2
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        ({"a": 1, "b": {"c": [1, 2], "d": None}}, {"b": {"d": None, "c": [1, 2]}, "a": 1}),
+        ({"n": 1}, {"n": 1.0}),
+        ({"n": 100}, {"n": 1e2}),
+        ({"n": 0.1, "big": 10**30}, {"big": 10**30, "n": 0.1}),
+        ({"s": "Zürich"}, {"s": "Zürich"}),
+    ],
+)
+def test_payloads_are_compared_as_json_values_not_as_text(owner, stream, stored, sent):
+    a = str(uuid.uuid4())
+    post(owner, [event("t", stored, a)])
+
+    response = post(owner, [event("t", sent, a)])
+
+    assert response.status_code == 200, response.content
+    assert response.json()["events"] == [{"id": a, "offset": 1, "duplicate": True}]
+
+
+@pytest.mark.parametrize(
+    ("stored", "sent"),
+    [
+        ({"flag": True}, {"flag": 1}),
+        ({"n": 0}, {"n": False}),
+        ({"n": None}, {}),
+        ({"list": [1, 2]}, {"list": [2, 1]}),
+        ({"n": 1}, {"n": "1"}),
+        ({"n": 0.1}, {"n": 0.10000000000000002}),
+    ],
+)
+def test_payloads_that_differ_as_json_values_conflict(owner, stream, stored, sent):
+    a = str(uuid.uuid4())
+    post(owner, [event("t", stored, a)])
+
+    assert_problem(post(owner, [event("t", sent, a)]), 409, "event_id_conflict")
+    assert len(stored_events(stream)) == 1
+
+
+def test_the_same_event_sent_again_by_another_producer_is_a_duplicate(owner, writer, stream):
+    sent = event("shared", {"n": 1})
+    post(owner, [sent])
+
+    response = post(writer, [sent])
+
+    assert response.status_code == 200
+    assert response.json()["events"] == [{"id": sent["id"], "offset": 1, "duplicate": True}]
+    assert stored_events(stream) == [(1, sent["id"], "shared", {"n": 1}, "service:owner")]
+
+
+def test_a_repeated_id_within_one_request_is_appended_once_and_marked_duplicate(owner, stream):
     a, b = ids(2)
 
-    response = post(owner, [event("one", {}, a), event("two", {}, b), event("one.more", {}, a)])
+    response = post(owner, [event("one", {}, a), event("two", {}, b), event("one", {}, a)])
 
     assert response.status_code == 201
     assert response.json() == {
         "first_offset": 1,
         "last_offset": 2,
-        "events": [{"id": a, "offset": 1}, {"id": b, "offset": 2}, {"id": a, "offset": 1}],
+        "events": [
+            {"id": a, "offset": 1, "duplicate": False},
+            {"id": b, "offset": 2, "duplicate": False},
+            {"id": a, "offset": 1, "duplicate": True},
+        ],
     }
     assert [(row[0], row[1], row[2]) for row in stored_events(stream)] == [(1, a, "one"), (2, b, "two")]
     assert last_offset(stream) == 2
 
 
-def test_a_retry_of_a_whole_request_returns_the_original_offsets_and_appends_nothing(owner, writer, stream):
+def test_a_repeated_id_within_one_request_with_other_data_is_a_409_and_appends_nothing(owner, stream):
+    a, b = ids(2)
+
+    response = post(owner, [event("one", {}, a), event("two", {}, b), event("one.more", {}, a)])
+
+    body = assert_problem(response, 409, "event_id_conflict")
+    assert body["index"] == 2
+    assert error_paths(body) == ["/events/2/id"]
+    assert stored_events(stream) == []
+    assert last_offset(stream) == 0
+
+
+def test_a_retry_of_a_whole_request_is_a_200_with_the_original_offsets_and_appends_nothing(
+    owner, writer, stream
+):
     batch = [event("x", {"n": 1}), event("x", {"n": 2})]
     first = post(owner, batch)
     assert post(writer, [event("other")]).status_code == 201
@@ -288,13 +403,38 @@ def test_a_retry_of_a_whole_request_returns_the_original_offsets_and_appends_not
 
     retry = post(owner, batch)
 
-    assert retry.status_code == 201
-    assert retry.json() == first.json()
-    assert retry.json()["events"] == [
-        {"id": batch[0]["id"], "offset": 1},
-        {"id": batch[1]["id"], "offset": 2},
-    ]
+    assert first.status_code == 201
+    assert retry.status_code == 200
+    assert retry.json() == {
+        "first_offset": None,
+        "last_offset": None,
+        "events": [
+            {"id": batch[0]["id"], "offset": 1, "duplicate": True},
+            {"id": batch[1]["id"], "offset": 2, "duplicate": True},
+        ],
+    }
     assert stream_state(stream) == before
+
+
+def test_a_partial_retry_appends_only_the_new_events_and_first_offset_names_the_first_of_them(owner, stream):
+    old = [event("x", {"n": 1}), event("x", {"n": 2})]
+    post(owner, old)
+    append(stream, 3)
+    new = event("x", {"n": 3})
+
+    response = post(owner, [old[0], new, old[1]])
+
+    assert response.status_code == 201
+    assert response.json() == {
+        "first_offset": 6,
+        "last_offset": 6,
+        "events": [
+            {"id": old[0]["id"], "offset": 1, "duplicate": True},
+            {"id": new["id"], "offset": 6, "duplicate": False},
+            {"id": old[1]["id"], "offset": 2, "duplicate": True},
+        ],
+    }
+    assert last_offset(stream) == 6
 
 
 def test_an_id_in_another_spelling_of_the_same_uuid_is_the_same_event(owner, stream):
@@ -303,8 +443,8 @@ def test_an_id_in_another_spelling_of_the_same_uuid_is_the_same_event(owner, str
 
     response = post(owner, [event("x", {}, a.upper())])
 
-    assert response.status_code == 201
-    assert response.json()["events"] == [{"id": a, "offset": 1}]
+    assert response.status_code == 200
+    assert response.json()["events"] == [{"id": a, "offset": 1, "duplicate": True}]
     assert len(stored_events(stream)) == 1
 
 
@@ -313,11 +453,22 @@ def test_the_same_id_in_another_stream_is_another_event(owner, stream):
     a = str(uuid.uuid4())
     post(owner, [event(), event("x", {}, a)])
 
-    response = post(owner, [event("x", {}, a)], url=events_url("audit"))
+    response = post(owner, [event("y", {"other": True}, a)], url=events_url("audit"))
 
     assert response.status_code == 201
-    assert response.json()["events"] == [{"id": a, "offset": 1}]
+    assert response.json()["events"] == [{"id": a, "offset": 1, "duplicate": False}]
     assert Event.objects.filter(event_id=a).count() == 2
+
+
+def test_an_event_id_conflict_wins_over_a_stale_expected_last_offset(owner, stream):
+    a = str(uuid.uuid4())
+    post(owner, [event("x", {"n": 1}, a)])
+    before = stream_state(stream)
+
+    response = post(owner, [event("x", {"n": 2}, a), event()], expected_last_offset=0)
+
+    assert_problem(response, 409, "event_id_conflict")
+    assert stream_state(stream) == before
 
 
 # --- expected_last_offset -------------------------------------------------------------------------
@@ -364,10 +515,10 @@ def test_a_retry_whose_events_are_all_in_the_stream_succeeds_despite_a_stale_exp
 
     retry = post(owner, batch, expected_last_offset=0)
 
-    assert retry.status_code == 201, retry.content
+    assert retry.status_code == 200, retry.content
     assert retry.json()["events"] == [
-        {"id": batch[0]["id"], "offset": 1},
-        {"id": batch[1]["id"], "offset": 2},
+        {"id": batch[0]["id"], "offset": 1, "duplicate": True},
+        {"id": batch[1]["id"], "offset": 2, "duplicate": True},
     ]
     assert stream_state(stream) == before
 

@@ -1,11 +1,14 @@
 """Streams in the admin: last offset and consumer lag; events browsable read-only by type and offset."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
 from core import services
 from core.models import Event
 from tests.actors import TEST_ACTOR
+from tests.core.streams_support import keep_position
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +43,26 @@ def test_a_stream_page_lists_its_consumers_with_their_lag(admin_client, feed):
     html = admin_client.get(reverse("admin:core_collection_change", args=[feed.pk])).content.decode()
     assert "billing" in html and "audit" in html
     assert "lag" in html
+
+
+def test_a_stream_page_lists_every_services_consumers_with_their_service_and_lag(admin_client, feed, reader):
+    keep_position(feed, "billing", 7, keeper="reader")
+
+    html = admin_client.get(reverse("admin:core_collection_change", args=[feed.pk])).content.decode()
+
+    inline = html[html.index('id="consumers-group"') :]
+    rows = [
+        [
+            re.sub(r"<[^>]+>", "", cell).strip()
+            for cell in re.findall(r'<td class="field-[^"]+">(.*?)</td>', row, re.S)
+        ]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", inline[: inline.index("</table>")], re.S)
+    ]
+    assert [row[:4] for row in rows if row] == [
+        ["owner", "audit", "9", "1"],
+        ["owner", "billing", "4", "6"],
+        ["reader", "billing", "7", "3"],
+    ]
 
 
 def test_events_are_filterable_by_type_and_offset(admin_client, feed):

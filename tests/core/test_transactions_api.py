@@ -149,7 +149,10 @@ def test_every_operation_across_collections_is_applied_in_order(writer, world):
             "collection": "events",
             "first_offset": 3,
             "last_offset": 4,
-            "events": [{"id": first["id"], "offset": 3}, {"id": second["id"], "offset": 4}],
+            "events": [
+                {"id": first["id"], "offset": 3, "duplicate": False},
+                {"id": second["id"], "offset": 4, "duplicate": False},
+            ],
         },
         {"op": "patch", "collection": "strict", "key": "s", "version": 2, "created": False},
     ]
@@ -542,6 +545,84 @@ def test_an_unexpected_last_offset_reports_the_actual_one(writer, world):
 
     assert assert_refused_at(response, 1, 409, "unexpected_last_offset")["last_offset"] == 3
     assert everything() == before
+
+
+def stored_event(offset: int) -> dict:
+    """The event at offset of the stream `events`, as a producer would send it again."""
+    found = Event.objects.get(stream__name="events", offset=offset)
+    return {"id": str(found.event_id), "type": found.type, "data": found.data}
+
+
+def test_an_append_reusing_an_event_id_with_other_data_is_a_409_at_its_operation(writer, world):
+    operations = [
+        {"op": "create", "collection": "items", "key": "c", "data": {"n": 3}},
+        {"op": "append", "collection": "events", "events": [{**stored_event(2), "data": {"changed": True}}]},
+    ]
+    before = everything()
+
+    response = post(writer, operations)
+
+    body = assert_refused_at(response, 1, 409, "event_id_conflict")
+    assert error_paths(body) == ["/operations/1/events/0/id"]
+    assert body["offset"] == 2
+    assert everything() == before
+
+
+def test_an_event_id_reused_with_other_data_by_a_later_append_of_the_transaction_is_a_409(writer, world):
+    sent = event("order.placed", {"n": 1})
+    operations = [
+        {"op": "append", "collection": "events", "events": [sent]},
+        {"op": "append", "collection": "events", "events": [event(), {**sent, "type": "order.paid"}]},
+    ]
+    before = everything()
+
+    response = post(writer, operations)
+
+    body = assert_refused_at(response, 1, 409, "event_id_conflict")
+    assert error_paths(body) == ["/operations/1/events/1/id"]
+    assert everything() == before
+
+
+def test_an_append_of_events_already_in_the_stream_marks_them_duplicate_without_offsets(writer, world):
+    again = [stored_event(1), stored_event(2)]
+    fresh = event("order.placed")
+    before = everything()
+
+    response = post(
+        writer,
+        [
+            {"op": "append", "collection": "events", "events": again},
+            {"op": "append", "collection": "events", "events": [again[1], fresh]},
+        ],
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == [
+        {
+            "op": "append",
+            "collection": "events",
+            "first_offset": None,
+            "last_offset": None,
+            "events": [
+                {"id": again[0]["id"], "offset": 1, "duplicate": True},
+                {"id": again[1]["id"], "offset": 2, "duplicate": True},
+            ],
+        },
+        {
+            "op": "append",
+            "collection": "events",
+            "first_offset": 3,
+            "last_offset": 3,
+            "events": [
+                {"id": again[1]["id"], "offset": 2, "duplicate": True},
+                {"id": fresh["id"], "offset": 3, "duplicate": False},
+            ],
+        },
+    ]
+    assert everything()["events"] == [
+        *before["events"],
+        ("events", 3, uuid.UUID(fresh["id"]), "order.placed", {}),
+    ]
 
 
 @pytest.mark.parametrize(

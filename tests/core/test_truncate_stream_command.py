@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from core import services
 from core.models import Event
-from tests.actors import TEST_ACTOR
 from tests.core.streams_support import (
     append,
     consumer_url,
     event,
     events_url,
+    keep_position,
     last_offset,
     make_stream,
     stream_state,
@@ -34,10 +33,6 @@ def truncate(*args: str) -> str:
 
 def offsets(stream) -> list[int]:
     return list(Event.objects.filter(stream=stream).order_by("offset").values_list("offset", flat=True))
-
-
-def keep_position(stream, consumer: str, offset: int) -> None:
-    services.consumer_position_set(stream=stream, consumer=consumer, offset=offset, actor=TEST_ACTOR)
 
 
 @pytest.fixture
@@ -81,10 +76,38 @@ def test_it_refuses_while_a_consumer_has_not_processed_the_events_and_removes_no
 
     message = str(refused.value)
     assert "\n" not in message
-    assert "slow (at 2)" in message
+    assert "slow of owner (at 2)" in message
     assert "fast" not in message
     assert "--force" in message
     assert stream_state(stream) == before
+
+
+@pytest.mark.django_db
+def test_it_counts_the_consumers_of_every_service_not_only_the_owners(owner, reader, stream):
+    keep_position(stream, "billing", 9)
+    keep_position(stream, "billing", 2, keeper="reader")
+    before = stream_state(stream)
+
+    with pytest.raises(CommandError) as refused:
+        truncate("events", "--before", "4")
+
+    assert "billing of reader (at 2)" in str(refused.value)
+    assert "of owner" not in str(refused.value)
+    assert stream_state(stream) == before
+
+
+@pytest.mark.django_db
+def test_the_refusal_names_the_ten_furthest_behind_and_counts_the_rest(stream):
+    for n in range(12):
+        keep_position(stream, f"c{n:02}", n % 3)
+
+    with pytest.raises(CommandError) as refused:
+        truncate("events", "--before", "5")
+
+    message = str(refused.value)
+    assert message.count(" of owner (at ") == 10
+    assert "c09 of owner (at 0)" in message and "c11 of owner (at 2)" not in message
+    assert "and 2 more" in message
 
 
 @pytest.mark.django_db
@@ -98,14 +121,14 @@ def test_a_consumer_that_processed_every_event_below_the_offset_does_not_hold_it
 
 
 @pytest.mark.django_db
-def test_force_removes_events_a_consumer_has_not_processed_and_keeps_its_position(reader, stream):
+def test_force_removes_events_a_consumer_has_not_processed_and_keeps_its_position(owner, stream):
     keep_position(stream, "slow", 1)
 
     output = truncate("events", "--before", "6", "--force")
 
     assert "Removed 5 events" in output
     assert offsets(stream) == list(range(6, 11))
-    body = reader.get(consumer_url("slow")).json()
+    body = owner.get(consumer_url("slow")).json()
     assert (body["offset"], body["last_offset"], body["lag"]) == (1, 10, 9)
 
 
@@ -130,7 +153,7 @@ def test_an_id_of_a_truncated_event_is_appended_again_at_a_new_offset(owner, str
 
     response = owner.post(events_url(), {"events": [event("again", {}, first_id)]}, format="json")
 
-    assert response.json()["events"] == [{"id": str(first_id), "offset": 11}]
+    assert response.json()["events"] == [{"id": str(first_id), "offset": 11, "duplicate": False}]
 
 
 @pytest.mark.django_db
@@ -227,7 +250,7 @@ def test_as_a_process_it_refuses_in_one_line_then_truncates_and_reports(tmp_path
     assert refused.returncode != 0
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1, refused.stderr
-    assert "slow (at 2)" in lines[0]
+    assert "slow of owner (at 2)" in lines[0]
     assert "Traceback" not in refused.stderr
     assert stored_offsets() == list(range(1, 11))
 

@@ -35,6 +35,9 @@ control_socket_disable = True
 # Django logs application events as JSON lines; gunicorn's own log goes to stderr beside them.
 errorlog = "-"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+# The path, never the query string (`%(r)s`, `%(q)s`) nor the Referer (`%(f)s`, which may hold one):
+# a `where` filter carries record data.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s"'
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 
 # Prometheus metrics of several workers (core/metrics.py): each worker writes its counters to files in
@@ -66,3 +69,10 @@ def child_exit(server, worker):
 def on_exit(server):
     if made := os.environ.get("NUCLEUS_METRICS_DIR_MADE"):
         shutil.rmtree(made, ignore_errors=True)
+
+
+def on_starting(server):
+    """gunicorn's warnings about malformed requests quote the request line: keep only the reason."""
+    from core.logging import RequestLineFilter
+
+    server.log.error_log.addFilter(RequestLineFilter())

@@ -1,15 +1,20 @@
 """DRF authentication: service bearer tokens, identity-service JWTs, and operators' admin sessions."""
 
+import re
+
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from core.identity import JWTRejected, jwt_claims, looks_like_jwt
-from core.models import Service
+from core.models import SERVICE_NAME_PATTERN, Service
 from core.principals import Principal
 from core.selectors import token_lookup
 from core.services import token_touch
 from core.tokens import TOKEN_PREFIX
+
+# Checked before the lookup: a subject holding a NUL or a lone surrogate cannot even be sent to the database.
+_SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN[:-1] + r"\Z")
 
 
 def _bearer(request) -> str | None:
@@ -45,6 +50,8 @@ class IdentityJWTAuthentication(authentication.BaseAuthentication):
             claims = jwt_claims(credential, config)
         except JWTRejected as exc:
             raise exceptions.AuthenticationFailed(str(exc))
+        if not _SERVICE_NAME.match(claims["sub"]):
+            raise exceptions.AuthenticationFailed("The token's subject (sub) must be a service name.")
         service = Service.objects.filter(name=claims["sub"]).first()
         if service is None:
             raise exceptions.AuthenticationFailed("The token's subject is not a Nucleus service.")

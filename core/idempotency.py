@@ -29,6 +29,12 @@ TRANSIENT_CODES = frozenset({"concurrent_write", "idempotency_in_progress"})
 PURGE_BATCH = 100
 
 
+class IdempotencyKeyReused(ValidationFailed):
+    """The key was first used for a different request: a 422 with a title of its own."""
+
+    code, title = "idempotency_key_reused", "Idempotency key reused"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """The outcome of a claim: either this request owns `claim`, or `entry` is to be replayed."""
@@ -101,9 +107,7 @@ def idempotency_claim(*, scope: str, key: str, request_hash: str) -> Claimed:
             "A request with this Idempotency-Key just finished; retry.", code="idempotency_in_progress"
         )
     if entry.request_hash != request_hash:
-        raise ValidationFailed(
-            "This Idempotency-Key was used for a different request.", code="idempotency_key_reused"
-        )
+        raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
     if entry.state == IdempotencyState.IN_PROGRESS:
         raise Conflict(
             "A request with this Idempotency-Key is still in progress; retry later.",

@@ -5,6 +5,7 @@ This module is imported while logging is configured, before the apps are ready: 
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
 from django.db import transaction
@@ -39,6 +40,33 @@ class RequestIdFilter(logging.Filter):
             # Django logs 4xx/5xx responses after the middleware has left: the request still knows its id.
             request_id = getattr(getattr(record, "request", None), "request_id", "")
             record.request_id = get_request_id() or (request_id if isinstance(request_id, str) else "")
+        return True
+
+
+# A query string in a request line: up to the protocol (the last " HTTP/" of the line, since a client
+# that does not encode its URL may put spaces in it), else up to the end of the line.
+_QUERY_STRING = re.compile(r"\?(?:.*(?= HTTP/\d)|.*)")
+# What gunicorn quotes of a request it refuses ("Invalid HTTP Version: '...'"): the client's bytes.
+_QUOTED_INPUT = re.compile(r"""[:\s]*['"].*""")
+
+
+class RequestLineFilter(logging.Filter):
+    """Keeps query strings, which hold record data in `where`, out of the lines servers log about requests.
+
+    On Django's development server (django.server: its request lines and its complaints about
+    malformed ones) and gunicorn's error log (gunicorn.error, whose warnings about a malformed request
+    quote it: only the reason is kept). Paths stay: they are in Nucleus' own request log too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _QUERY_STRING.sub("", record.msg)
+            if record.name == "gunicorn.error" and record.msg.startswith("Invalid request from"):
+                record.msg = _QUOTED_INPUT.sub("", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_STRING.sub("", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
         return True
 
 

@@ -5,8 +5,11 @@ import os
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
+from core.middleware import ChunkedBodyMiddleware
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nucleus_project.settings")
-application = get_wsgi_application()
+# Django reads no body without Content-Length: gunicorn's de-chunked bodies get theirs first.
+application = ChunkedBodyMiddleware(get_wsgi_application())
 
 # Load the URLconf (and with it the views, the admin modules and the OpenAPI extensions) now: with
 # gunicorn's preload_app the workers fork with it loaded, instead of each importing it on its first

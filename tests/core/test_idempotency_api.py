@@ -148,6 +148,8 @@ def test_the_same_key_with_a_different_body_gets_422_and_writes_nothing(owner, i
     response = post(owner, records_url(), second)
 
     body = assert_problem(response, 422, "idempotency_key_reused")
+    assert body["title"] == "Idempotency key reused"
+    assert body["type"] == "urn:nucleus:problem:idempotency_key_reused"
     assert "Idempotent-Replayed" not in response
     assert list(Record.objects.filter(collection=items).values_list("key", "version", "data")) == [
         ("a", 1, {"n": 1})

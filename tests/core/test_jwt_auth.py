@@ -194,6 +194,19 @@ def test_token_whose_subject_is_not_a_string_is_refused(rsa_configured, rsa_key,
     assert_refused(bearer(token).get(COLLECTIONS), "The token's subject (sub) must be a service name.")
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["\x00", "owner\x00", "\ud800", "owner\udfff", "", "Owner", "owner\n", "o" * 5000],
+    ids=["nul", "nul-after-name", "high-surrogate", "low-surrogate", "empty", "upper", "newline", "long"],
+)
+def test_it_refuses_a_signed_token_whose_subject_cannot_be_a_service_name(
+    rsa_configured, rsa_key, owner, subject
+):
+    # Validly signed: only the subject is wrong. A NUL or a lone surrogate once reached the database (500).
+    token = mint(rsa_key, sub=subject)
+    assert_refused(bearer(token).get(COLLECTIONS), "The token's subject (sub) must be a service name.")
+
+
 def test_token_for_an_unknown_service_is_refused(rsa_configured, rsa_key, owner):
     token = mint(rsa_key, sub="nobody")
     assert_refused(bearer(token).get(COLLECTIONS), "The token's subject is not a Nucleus service.")

@@ -19,6 +19,7 @@ from backups.management.commands._common import (
 )
 from backups.models import BackupKind
 from core.errors import NucleusError
+from core.management.commands._common import database_reason
 from core.principals import Actor
 
 
@@ -50,9 +51,13 @@ class Command(dbbackup_command.Command):
         self.note = options.get("note", "")
         self.actor = Actor.system("dbbackup")
         try:
-            # dbbackup's handle, without its decorator, which logs failures with a traceback: a failing
-            # command says why in one line.
-            dbbackup_command.Command.handle.__wrapped__(self, **options)
+            with database_reason():
+                # Checked before dumping: a backup the catalog cannot record would be left behind.
+                if not services.catalog_tables_exist():
+                    raise CommandError("The backup catalog tables do not exist: run manage.py migrate first.")
+                # dbbackup's handle, without its decorator, which logs failures with a traceback: a
+                # failing command says why in one line.
+                dbbackup_command.Command.handle.__wrapped__(self, **options)
         except NucleusError as exc:
             raise command_error(exc)
         finally:

@@ -37,7 +37,11 @@ class Command(listbackups_command.Command):
                     name="Name", datetime="Datetime", id="Id", engine="Engine", size="Size", status="Status"
                 )
             )
-        for row in self.get_backup_attrs(options):
+        try:
+            rows = self.get_backup_attrs(options)
+        except FileNotFoundError:  # nothing was ever backed up: not even the directory exists yet
+            rows = []
+        for row in rows:
             manifest = manifests.get(row["name"])
             refusal = untrusted.get(row["name"], "no manifest")
             self.stdout.write(

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from core import services
 from core.errors import NucleusError
+from core.management.commands._common import database_reason
 from core.principals import Actor
 
 
@@ -27,10 +28,11 @@ class Command(BaseCommand):
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
         try:
             actor = Actor.system("create_service")
-            service, created = services.service_ensure(name=name, description=description, actor=actor)
-            token, plain = services.token_issue(
-                service=service, label=label, expires_at=expires_at, actor=actor
-            )
+            with database_reason():
+                service, created = services.service_ensure(name=name, description=description, actor=actor)
+                token, plain = services.token_issue(
+                    service=service, label=label, expires_at=expires_at, actor=actor
+                )
         except NucleusError as exc:
             raise CommandError(exc.detail)
         verb = "Created service" if created else "Service"

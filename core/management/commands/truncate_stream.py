@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core import services
 from core.errors import NucleusError
+from core.management.commands._common import database_reason
 from core.models import Collection
 
 
@@ -19,14 +20,15 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="Drop events consumers have not processed.")
 
     def handle(self, *args, name, before, force, **options):
-        stream = Collection.objects.filter(name=name).first()
-        if stream is None:
-            raise CommandError(f"There is no collection {name!r}.")
-        try:
-            removed = services.stream_truncate(stream=stream, before=before, force=force)
-        except NucleusError as exc:
-            raise CommandError(exc.detail)
-        stream.refresh_from_db()
+        with database_reason():
+            stream = Collection.objects.filter(name=name).first()
+            if stream is None:
+                raise CommandError(f"There is no collection {name!r}.")
+            try:
+                removed = services.stream_truncate(stream=stream, before=before, force=force)
+            except NucleusError as exc:
+                raise CommandError(exc.detail)
+            stream.refresh_from_db()
         self.stdout.write(
             f"Removed {removed} events of {name} before offset {before}; last offset is {stream.last_offset}."
         )

@@ -40,6 +40,8 @@ def unmigrated(tmp_path: Path, *command: str):
         ("dbbackup", "--note", "before the release"),
         ("verifybackup",),
         ("verifybackup", "20200101-000000-000000"),
+        ("resignbackups",),
+        ("resignbackups", "--adopt-unsigned"),
     ],
     ids=lambda command: " ".join(command),
 )

@@ -36,6 +36,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, dumps, adopt_unsigned, dry_run, **options):
         quiet_service_logs(int(options["verbosity"]))
+        if not services.catalog_tables_exist():
+            # It rebuilds the catalog afterwards: without its tables it would sign and then fail.
+            raise CommandError("The catalog tables do not exist: run manage.py migrate first.")
         summary = services.manifests_resign(
             actor=Actor.system("resignbackups"), adopt_unsigned=adopt_unsigned, files=dumps, dry_run=dry_run
         )

@@ -126,7 +126,9 @@ def schema_version_register(*, schema: Schema, definition, actor: Actor) -> tupl
     owner's own) would not satisfy. Locks the schema and those collections until commit.
     """
     fingerprint = _checked_definition(definition)
-    schema = Schema.objects.select_for_update().get(pk=schema.pk)
+    # NO KEY UPDATE: registrations and following bindings queue here, while collections of other
+    # services that reference the schema (their foreign-key checks lock it FOR KEY SHARE) never wait.
+    schema = Schema.objects.select_for_update(no_key=True).get(pk=schema.pk)
     existing = schema.versions.filter(fingerprint=fingerprint).first()
     if existing is not None:
         return existing, False
@@ -182,7 +184,7 @@ def collection_schema_check(*, collection: Collection, schema: Schema, version: 
     service binding or moving its pin never holds up the schema owner's registrations.
     """
     if version is None:
-        Schema.objects.select_for_update().get(pk=schema.pk)
+        Schema.objects.select_for_update(no_key=True).get(pk=schema.pk)
         checked = schema.versions.order_by("-version").first()
     else:
         checked = schema.versions.get(version=version)

@@ -453,3 +453,30 @@ def test_registration_does_not_wait_for_a_foreign_binding_checking_its_records(l
     assert bind.errors == []
     assert outcome.get("status") == 201, outcome
     assert binding("staff") == ("person", 1)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_binding_a_foreign_collection_does_not_wait_for_a_registration(live_server, owner, outsider):
+    """Binding references the schema row (a foreign-key check locks it FOR KEY SHARE): registration must
+    lock that row in a mode that does not conflict, or it would hold up every other service's binding."""
+    schema = make_schema(owner.service, "person", PERSON, compatibility="NONE")
+    make_collection(outsider.service, "staff", None, {"ann": {"name": "Ann"}})
+
+    with HeldTransaction(
+        lambda: schema_services.schema_version_register(schema=schema, definition=PERSON_V2, actor=TEST_ACTOR)
+    ) as registration:
+        created = Request(
+            live_server.url, outsider.token, "POST", collections_url(), {"name": "rota", "schema": "person"}
+        )
+        bound = Request(
+            live_server.url, outsider.token, "PATCH", collection_url("staff"), {"schema": "person"}
+        )
+        created.thread.join(timeout=20)
+        bound.thread.join(timeout=20)
+        outcomes = dict(created.outcome), dict(bound.outcome)
+
+    created.answer(), bound.answer()
+    assert registration.errors == []
+    assert [outcome.get("status") for outcome in outcomes] == [201, 200], outcomes
+    assert binding("rota") == binding("staff") == ("person", 1)

@@ -152,15 +152,15 @@ def _pinned_version(owner: Service, schema: "Schema | None", schema_version, *, 
 
     schema_version UNCHANGED keeps `current`, or, for a new binding (current UNCHANGED), pins the latest
     version of another service's schema and follows the owner's own. Another service's schema is never
-    followed: its owner would then check (and could refuse) every registration against our records.
+    followed: registering a version of it would then read, and could be refused by, records that the
+    schema's owner may not read.
     """
-    path = [{"path": "/schema_version", "message": "needs a schema."}]
     if schema is None:
         if schema_version not in (UNCHANGED, None):
             raise ValidationFailed(
                 "schema_version pins a version of the collection's schema, and it is bound to none.",
                 code="schema_version_without_schema",
-                errors=path,
+                errors=[{"path": "/schema_version", "message": "needs a schema."}],
             )
         return None
     foreign = schema.owner_id != owner.pk

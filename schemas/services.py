@@ -4,6 +4,7 @@ import hashlib
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
@@ -94,7 +95,7 @@ def _checked_definition(definition) -> str:
     return fingerprint_of(definition)
 
 
-def following_collections(schema: Schema):
+def following_collections(schema: Schema) -> QuerySet[Collection]:
     """The collections that follow the schema's latest version: its owner's own, unpinned ones.
 
     Only these are checked when a version is registered. Collections of other services are pinned, and

@@ -20,6 +20,7 @@ from core import services
 from core.errors import NotFound, NucleusError
 from core.models import Collection, ConsumerPosition, Event, Grant, Record, Service, ServiceToken
 from core.principals import Actor
+from core.services import UNCHANGED
 
 
 def _actor(request) -> Actor:
@@ -266,7 +267,9 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            # obj already carries the form's values; the service compares them with the stored row.
+            # obj already carries the form's values; the service compares them with the stored row. The
+            # pin is passed only when the operator changed it: left as it was, the service keeps it, or
+            # for a newly chosen schema applies its default (another service's schema: its latest).
             stored = self.call(
                 request,
                 services.collection_update,
@@ -275,9 +278,10 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
                 description=obj.description,
                 require_if_match=obj.require_if_match,
                 schema=obj.schema,
+                schema_version=obj.schema_version if "schema_version" in form.changed_data else UNCHANGED,
                 change_stream=obj.change_stream,
             )
-            obj.updated_at = stored.updated_at
+            obj.updated_at, obj.schema_version = stored.updated_at, stored.schema_version
         else:
             created = self.call(
                 request,
@@ -289,9 +293,11 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
                 description=obj.description,
                 require_if_match=obj.require_if_match,
                 schema=obj.schema,
+                schema_version=UNCHANGED if obj.schema_version is None else obj.schema_version,
                 change_stream=obj.change_stream,
             )
             obj.pk, obj.created_at, obj.updated_at = created.pk, created.created_at, created.updated_at
+            obj.schema_version = created.schema_version
 
     def save_formset(self, request, form, formset, change):
         collection = form.instance
@@ -425,7 +431,9 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
         if bound is None:
             return "None: the collection is bound to no schema."
         validated = f"its version {record.schema_version}" if record.schema_version else "no version of it"
-        return f"{bound.name}: this data was validated against {validated}; saving checks the latest."
+        pin = record.collection.schema_version
+        checks = f"version {pin}, the collection's pin" if pin else "the latest version"
+        return f"{bound.name}: this data was validated against {validated}; saving checks {checks}."
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "collection":

@@ -95,7 +95,14 @@ class Collection(TimestampedModel):
         null=True,
         blank=True,
         related_name="collections",
-        help_text="Every write is validated against the latest version of this schema.",
+        help_text="Writes are validated against a version of this schema: the pinned one, else the latest.",
+    )
+    # A collection bound to a schema of another service is always pinned (its owner moves the pin), so
+    # that the schema's owner can neither learn about its records nor block its writes.
+    schema_version = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The pinned version of the schema; empty: follow the latest (only the schema's owner).",
     )
     change_stream = models.ForeignKey(
         "self",
@@ -121,6 +128,11 @@ class Collection(TimestampedModel):
                 condition=Q(last_offset__gte=0),
                 name="collection_last_offset_not_negative",
                 violation_error_message="last_offset cannot be negative.",
+            ),
+            models.CheckConstraint(
+                condition=Q(schema_version__isnull=True) | Q(schema__isnull=False, schema_version__gte=1),
+                name="collection_schema_version_needs_schema",
+                violation_error_message="Only a collection bound to a schema is pinned to a version of it.",
             ),
         ]
 

@@ -339,7 +339,9 @@ class WriteState:
 
 
 def collection_write_state(collection: Collection) -> WriteState:
-    """Lock the collection for a write and read its schema and change stream as they are now.
+    """Lock the collection for a write and read its schema version and change stream as they are now.
+
+    The schema version is the collection's pin, or else (the schema owner's own collections) the latest.
 
     On PostgreSQL this takes a FOR SHARE lock on the collection row until commit, so that binding a
     schema, registering a version or changing the change stream (which lock the row FOR UPDATE and
@@ -355,12 +357,14 @@ def collection_write_state(collection: Collection) -> WriteState:
         # binding made) by the transaction it waited for.
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM core_collection WHERE id = %s FOR SHARE", [collection.pk])
-    latest = (
+    # The pinned version, or else the latest: what the collection validates against.
+    bound = (
         f"(SELECT {{}} FROM {rows.table(SchemaVersion)} "  # noqa: S608 - names come from the models
-        "WHERE schema_id = c.schema_id ORDER BY version DESC LIMIT 1)"
+        "WHERE schema_id = c.schema_id AND (c.schema_version IS NULL OR version = c.schema_version) "
+        "ORDER BY version DESC LIMIT 1)"
     )
     found = rows.fetch_one(
-        f"SELECT c.schema_id, {latest.format('version')}, {latest.format('fingerprint')}, "  # noqa: S608
+        f"SELECT c.schema_id, {bound.format('version')}, {bound.format('fingerprint')}, "  # noqa: S608
         f"c.change_stream_id, cs.name FROM {rows.table(Collection)} c "
         f"LEFT JOIN {rows.table(Collection)} cs ON cs.id = c.change_stream_id WHERE c.id = %s",
         [collection.pk],

@@ -147,6 +147,51 @@ def _check_bindable(kind: str, schema: "Schema") -> None:
         )
 
 
+def _pinned_version(owner: Service, schema: "Schema | None", schema_version, *, current) -> int | None:
+    """The version a collection of owner bound to schema is pinned to; None: it follows the latest.
+
+    schema_version UNCHANGED keeps `current`, or, for a new binding (current UNCHANGED), pins the latest
+    version of another service's schema and follows the owner's own. Another service's schema is never
+    followed: registering a version of it would then read, and could be refused by, records that the
+    schema's owner may not read.
+    """
+    if schema is None:
+        if schema_version not in (UNCHANGED, None):
+            raise ValidationFailed(
+                "schema_version pins a version of the collection's schema, and it is bound to none.",
+                code="schema_version_without_schema",
+                errors=[{"path": "/schema_version", "message": "needs a schema."}],
+            )
+        return None
+    foreign = schema.owner_id != owner.pk
+    if schema_version is UNCHANGED:
+        if current is not UNCHANGED:
+            return current
+        return (
+            schema.versions.order_by("-version").values_list("version", flat=True).first()
+            if foreign
+            else None
+        )
+    if schema_version is None:
+        if foreign:
+            raise ValidationFailed(
+                f"Schema {schema.name!r} belongs to another service, so a collection bound to it is pinned "
+                "to a version: name one in schema_version, or leave it out to pin the latest.",
+                code="schema_version_required",
+                errors=[
+                    {"path": "/schema_version", "message": "may not be null for another service's schema."}
+                ],
+            )
+        return None
+    if not schema.versions.filter(version=schema_version).exists():
+        raise ValidationFailed(
+            f"Schema {schema.name!r} has no version {schema_version}.",
+            code="unknown_schema_version",
+            errors=[{"path": "/schema_version", "message": "no such version of the schema."}],
+        )
+    return schema_version
+
+
 def _check_change_stream(kind: str, owner: Service, stream: Collection) -> None:
     if kind != CollectionKind.RECORDS:
         raise ValidationFailed(
@@ -184,11 +229,13 @@ def collection_create(
     description: str = "",
     require_if_match: bool = False,
     schema: "Schema | None" = None,
+    schema_version: int | object | None = UNCHANGED,
     change_stream: Collection | None = None,
 ) -> Collection:
     """Create a collection owned by owner, optionally bound to a schema and a change stream.
 
-    A taken name is a 409.
+    Bound to another service's schema, it is pinned to schema_version, by default the latest. A taken
+    name is a 409.
     """
     check_collection_name(name)
     if kind not in CollectionKind.values:
@@ -198,6 +245,7 @@ def collection_create(
         )
     if schema is not None:
         _check_bindable(kind, schema)
+    pinned = _pinned_version(owner, schema, schema_version, current=UNCHANGED)
     if change_stream is not None:
         _check_change_stream(kind, owner, change_stream)
     try:
@@ -209,6 +257,7 @@ def collection_create(
                 description=description,
                 require_if_match=require_if_match,
                 schema=schema,
+                schema_version=pinned,
                 change_stream=change_stream,
             )
     except IntegrityError:
@@ -225,12 +274,14 @@ def collection_update(
     description: str | None = None,
     require_if_match: bool | None = None,
     schema: "Schema | object | None" = UNCHANGED,
+    schema_version: int | object | None = UNCHANGED,
     change_stream: "Collection | object | None" = UNCHANGED,
 ) -> Collection:
     """Change the mutable settings of a collection. Locks its row until commit.
 
-    Binding a schema (or another one) first checks every stored record against its latest version
-    and refuses with 409 if any fails; `schema=None` unbinds.
+    Binding a schema (or another one), or moving the pinned schema_version, first checks every stored
+    record against the version the collection will validate against and refuses with 409 if any fails;
+    `schema=None` unbinds. See _pinned_version for which version that is.
     """
     collection = (
         # of=self: PostgreSQL cannot lock the nullable side of the outer join to the schema.
@@ -239,12 +290,20 @@ def collection_update(
         .get(pk=collection.pk)
     )
     changed = []
-    if schema is not UNCHANGED and (schema.pk if schema else None) != collection.schema_id:
-        if schema is not None:
-            _check_bindable(collection.kind, schema)
-            collection_schema_check(collection=collection, schema=schema)
-        collection.schema = schema
-        changed.append("schema")
+    rebound = schema is not UNCHANGED and (schema.pk if schema else None) != collection.schema_id
+    target = schema if rebound else collection.schema
+    current = UNCHANGED if rebound else collection.schema_version
+    pinned = _pinned_version(collection.owner, target, schema_version, current=current)
+    if rebound or pinned != collection.schema_version:
+        if target is not None:
+            _check_bindable(collection.kind, target)
+            collection_schema_check(collection=collection, schema=target, version=pinned)
+        if rebound:
+            collection.schema = target
+            changed.append("schema")
+        if pinned != collection.schema_version:
+            collection.schema_version = pinned
+            changed.append("schema_version")
     if (
         change_stream is not UNCHANGED
         and (change_stream.pk if change_stream else None) != collection.change_stream_id
@@ -539,7 +598,7 @@ def _schema_mismatch(
 
 
 def _conform(collection: Collection, state: WriteState, data: dict) -> int | None:
-    """Validate data against the latest version of the collection's schema; returns that version."""
+    """Validate data against the collection's schema version (its pin, or the latest); returns it."""
     if state.schema is None:
         return None
     errors = data_errors(state.schema.validator, data)

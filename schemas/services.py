@@ -4,6 +4,7 @@ import hashlib
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from core.errors import Conflict, ValidationFailed
@@ -94,12 +95,21 @@ def _checked_definition(definition) -> str:
     return fingerprint_of(definition)
 
 
+def following_collections(schema: Schema) -> QuerySet[Collection]:
+    """The collections that follow the schema's latest version: its owner's own, unpinned ones.
+
+    Only these are checked when a version is registered. Collections of other services are pinned, and
+    their owners move the pin; so registering never reads, locks or depends on another service's data.
+    """
+    return Collection.objects.filter(schema=schema, schema_version__isnull=True, owner_id=schema.owner_id)
+
+
 def _evaluate(schema: Schema, definition, fingerprint: str, *, lock: bool) -> tuple[list, dict]:
     previous = list(schema.versions.order_by("version").values_list("definition", flat=True))
     incompatibilities = [
         e.as_dict() for e in compatibility_errors(schema.compatibility, definition, previous)
     ]
-    collections = Collection.objects.filter(schema=schema).order_by("name")
+    collections = following_collections(schema).order_by("name")
     if lock:
         collections = collections.select_for_update()
     report = invalid_records(
@@ -113,11 +123,13 @@ def schema_version_register(*, schema: Schema, definition, actor: Actor) -> tupl
     """Register definition as the next version; returns (version, created).
 
     An identical definition returns the existing version. Refuses (409) a definition incompatible under
-    the schema's mode, or one that records of a bound collection would not satisfy. Locks the schema and
-    its bound collections until commit.
+    the schema's mode, or one that records of a collection following the latest version (the schema
+    owner's own) would not satisfy. Locks the schema and those collections until commit.
     """
     fingerprint = _checked_definition(definition)
-    schema = Schema.objects.select_for_update().get(pk=schema.pk)
+    # NO KEY UPDATE: registrations and following bindings queue here, while collections of other
+    # services that reference the schema (their foreign-key checks lock it FOR KEY SHARE) never wait.
+    schema = Schema.objects.select_for_update(no_key=True).get(pk=schema.pk)
     existing = schema.versions.filter(fingerprint=fingerprint).first()
     if existing is not None:
         return existing, False
@@ -150,7 +162,10 @@ def schema_version_register(*, schema: Schema, definition, actor: Actor) -> tupl
 
 
 def schema_compatibility_check(*, schema: Schema, definition) -> dict:
-    """The dry run of registration: what registering definition would say, writing nothing."""
+    """The dry run of registration: what registering definition would say, writing nothing.
+
+    Like registration, it reads only the collections that follow the latest version (the owner's own).
+    """
     fingerprint = _checked_definition(definition)
     incompatibilities, report = _evaluate(schema, definition, fingerprint, lock=False)
     return {
@@ -160,24 +175,30 @@ def schema_compatibility_check(*, schema: Schema, definition) -> dict:
     }
 
 
-def collection_schema_check(*, collection: Collection, schema: Schema) -> SchemaVersion:
-    """Refuse (409) binding schema to collection if a stored record fails its latest version.
+def collection_schema_check(*, collection: Collection, schema: Schema, version: int | None) -> SchemaVersion:
+    """Refuse (409) binding collection to schema at version (None: following the latest) if a stored
+    record fails that version; returns the version checked.
 
-    Locks the schema row until commit, as registration does, so that no version can be registered
-    between this check and the commit of the binding (the latest version is read after the lock).
+    Following the latest locks the schema row until commit, as registration does, so that no version
+    can be registered between this check and the commit of the binding (the latest is read after the
+    lock). A pinned version is immutable, so checking against it takes no lock of the schema: another
+    service binding or moving its pin never holds up the schema owner's registrations.
     """
-    Schema.objects.select_for_update().get(pk=schema.pk)
-    latest = schema.versions.order_by("-version").first()
+    if version is None:
+        Schema.objects.select_for_update(no_key=True).get(pk=schema.pk)
+        checked = schema.versions.order_by("-version").first()
+    else:
+        checked = schema.versions.get(version=version)
     report = invalid_records(
-        collections=[collection], validator=compiled_validator(latest.fingerprint, latest.definition)
+        collections=[collection], validator=compiled_validator(checked.fingerprint, checked.definition)
     )
     if report:
         entry = report[collection.name]
         raise Conflict(
             f"{entry['count']} records of {collection.name!r} are not valid under {schema.name!r} "
-            f"version {latest.version}; nothing was changed.",
+            f"version {checked.version}; nothing was changed.",
             code="invalid_records",
             count=entry["count"],
             sample_keys=entry["sample_keys"],
         )
-    return latest
+    return checked

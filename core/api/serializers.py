@@ -5,6 +5,8 @@ from rest_framework import serializers
 
 from core.models import Access, Collection, CollectionKind, Grant
 
+MAX_VERSION = 2**31 - 1  # versions are 32-bit integers in the database: a larger one is a 422, not a 500
+
 
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so that a typo is an error instead of being ignored."""
@@ -47,6 +49,14 @@ class CollectionCreateSerializer(StrictSerializer):
     schema = serializers.CharField(
         required=False, allow_null=True, help_text="Name of a schema to validate every write against."
     )
+    schema_version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_VERSION,
+        help_text="Pin this version of the schema. Left out: another service's schema is pinned at its "
+        "latest version, your own is followed (null: follow the latest; your own schemas only).",
+    )
     change_stream = serializers.CharField(
         required=False,
         allow_null=True,
@@ -65,6 +75,14 @@ class CollectionUpdateSerializer(StrictSerializer):
         allow_null=True,
         help_text="Bind a schema (stored records are checked first; 409 if any fails), or null to unbind.",
     )
+    schema_version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_VERSION,
+        help_text="Move the pin to this version of the schema (stored records are checked first; 409 if "
+        "any fails), or null to follow the latest (your own schemas only).",
+    )
     change_stream = serializers.CharField(
         required=False, allow_null=True, help_text="A stream of the same owner, or null for none."
     )
@@ -73,6 +91,11 @@ class CollectionUpdateSerializer(StrictSerializer):
 class CollectionSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.name")
     schema = serializers.CharField(source="schema.name", allow_null=True, default=None)
+    schema_version = serializers.IntegerField(
+        allow_null=True,
+        read_only=True,
+        help_text="The pinned version of the schema; null: writes follow its latest version (or no schema).",
+    )
     change_stream = serializers.CharField(source="change_stream.name", allow_null=True, default=None)
     last_offset = serializers.IntegerField(
         read_only=True, help_text="Streams: the offset of the newest event."
@@ -85,6 +108,7 @@ class CollectionSerializer(serializers.ModelSerializer):
             "kind",
             "owner",
             "schema",
+            "schema_version",
             "change_stream",
             "last_offset",
             "description",

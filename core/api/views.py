@@ -524,9 +524,9 @@ def _stream_named(name: str | None) -> Collection | None:
     if name is None:
         return None
     stream = Collection.objects.filter(name=name).first()
-    if stream is None:
+    if stream is None:  # worded as for another service's stream, so that the answer does not tell them apart
         raise ValidationFailed(
-            f"There is no collection named {name!r}.",
+            f"{name!r} is not a stream of the same owner.",
             code="invalid_change_stream",
             errors=[
                 {"path": "/change_stream", "message": "must name a stream collection of the same owner."}

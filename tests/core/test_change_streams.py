@@ -114,6 +114,19 @@ def test_a_change_stream_must_be_a_stream_of_the_same_owner(owner, writer, items
     assert Collection.objects.get(name="items").change_stream_id is None
 
 
+def test_another_services_stream_is_refused_exactly_like_a_name_that_does_not_exist(owner, writer, items):
+    """Naming another service's stream must not tell that it exists (docs/isolation.md)."""
+    make_stream(writer.service, "foreign")
+    url = reverse("collection-detail", args=["items"])
+
+    foreign = owner.patch(url, {"change_stream": "foreign"}, format="json").json()
+    nowhere = owner.patch(url, {"change_stream": "nowhere"}, format="json").json()
+
+    assert foreign["code"] == nowhere["code"] == "invalid_change_stream"
+    assert foreign["detail"].replace("foreign", "nowhere") == nowhere["detail"]
+    assert foreign["errors"] == nowhere["errors"]
+
+
 def test_a_stream_cannot_have_a_change_stream(owner, changes):
     created = owner.post(
         reverse("collection-list"),

@@ -3,9 +3,12 @@
 import pytest
 from django.urls import reverse
 
+from core import services as core_services
+from core.models import Collection
 from schemas import services
 from schemas.models import Schema, SchemaVersion
 from tests.actors import TEST_ACTOR
+from tests.core.test_admin import form_values
 
 pytestmark = pytest.mark.django_db
 
@@ -115,3 +118,67 @@ def test_the_migration_page_is_for_staff_only(client):
     response = client.get(reverse("admin-migrations"))
     assert response.status_code == 302
     assert reverse("admin:login") in response["Location"]
+
+
+# --- collections bound to another service's schema are pinned -----------------------------------------
+
+
+def binding(name: str) -> tuple:
+    return Collection.objects.values_list("schema__name", "schema_version").get(name=name)
+
+
+def submit_collection(admin_client, collection: Collection, **changes):
+    """GET the collection's change form and POST it back as a browser would, with some fields changed."""
+    page = reverse("admin:core_collection_change", args=[collection.pk])
+    form = form_values(admin_client.get(page))
+    form.update({"_save": "Save", **changes})
+    return admin_client.post(page, form)
+
+
+def test_binding_another_services_schema_in_the_admin_pins_its_latest_version(
+    admin_client, item_schema, outsider
+):
+    staff = core_services.collection_create(name="staff", owner=outsider.service, actor=TEST_ACTOR)
+
+    response = submit_collection(admin_client, staff, schema=str(item_schema.pk), schema_version="")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert binding("staff") == ("item", 2)
+
+
+def test_editing_a_pinned_collection_in_the_admin_keeps_its_pin(admin_client, item_schema, outsider):
+    staff = core_services.collection_create(name="staff", owner=outsider.service, actor=TEST_ACTOR)
+    core_services.collection_update(collection=staff, schema=item_schema, schema_version=1, actor=TEST_ACTOR)
+
+    response = submit_collection(admin_client, staff, description="edited")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert binding("staff") == ("item", 1)
+    assert Collection.objects.get(name="staff").description == "edited"
+
+
+def test_the_admin_moves_a_pin_and_refuses_to_let_a_foreign_collection_follow(
+    admin_client, item_schema, outsider
+):
+    staff = core_services.collection_create(name="staff", owner=outsider.service, actor=TEST_ACTOR)
+    core_services.collection_update(collection=staff, schema=item_schema, schema_version=1, actor=TEST_ACTOR)
+
+    moved = submit_collection(admin_client, staff, schema_version="2")
+    refused = submit_collection(admin_client, staff, schema_version="")
+
+    assert moved.status_code == 302, moved.content.decode()[:2000]
+    assert refused.status_code == 200
+    assert "pinned to a version" in refused.content.decode()
+    assert binding("staff") == ("item", 2)
+
+
+def test_the_record_page_names_the_version_a_pinned_collection_validates_against(
+    admin_client, item_schema, outsider
+):
+    staff = core_services.collection_create(name="staff", owner=outsider.service, actor=TEST_ACTOR)
+    core_services.collection_update(collection=staff, schema=item_schema, schema_version=1, actor=TEST_ACTOR)
+    record = core_services.record_create(collection=staff, key="a", data={"label": "x"}, actor=TEST_ACTOR)
+
+    page = admin_client.get(reverse("admin:core_record_change", args=[record.pk])).content.decode()
+
+    assert "saving checks version 1, the collection&#x27;s pin" in page

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from django.db import connection, router
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Substr
 
 from core import rows
@@ -24,6 +24,7 @@ from core.models import (
     Event,
     Grant,
     Record,
+    RecordTombstone,
     Service,
     ServiceToken,
 )
@@ -147,6 +148,19 @@ def record_get(*, collection: Collection, key: str) -> Record:
     (record,) = found
     record.collection = collection
     return record
+
+
+def records_deleted() -> QuerySet[RecordTombstone]:
+    """Tombstones of the record keys that are deleted now (not created again), newest deletion first.
+
+    Tombstone and record share the key's id, so this is an indexed anti-join on the primary keys.
+    """
+    live = Record.objects.filter(pk=OuterRef("pk"))
+    return (
+        RecordTombstone.objects.filter(~Exists(live))
+        .select_related("collection")
+        .order_by("-deleted_at", "pk")
+    )
 
 
 # --- listing -------------------------------------------------------------------------------------

@@ -33,6 +33,24 @@ admin.site.site_title = "Nucleus admin"
 admin.site.index_title = "Control room"
 
 
+class FiltersByPermission:
+    """List filters naming another model's objects show only to users who may view that model.
+
+    A filter lists every object of its model, not only those in the rows: a user who may see tokens
+    but not services would otherwise read every service's name in the token list's sidebar.
+    """
+
+    filter_permissions: dict[str, str] = {}
+
+    def get_list_filter(self, request):
+        def allowed(item) -> bool:
+            name = item if isinstance(item, str) else item[0] if isinstance(item, (list, tuple)) else None
+            perm = self.filter_permissions.get(name)
+            return perm is None or request.user.has_perm(perm)
+
+        return [item for item in super().get_list_filter(request) if allowed(item)]
+
+
 class _ServiceCallMixin:
     """Run service calls from the change form; a refusal shows on the form, with nothing saved, not a 500.
 
@@ -154,9 +172,10 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceToken)
-class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
+class ServiceTokenAdmin(FiltersByPermission, _ServiceCallMixin, admin.ModelAdmin):
     list_display = ["prefix", "service", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["service", ("revoked_at", admin.EmptyFieldListFilter)]
+    filter_permissions = {"service": "core.view_service"}
     search_fields = ["prefix", "service__name", "label"]
     actions = ["revoke"]
 
@@ -230,7 +249,8 @@ class ConsumerPositionInline(admin.TabularInline):
 @admin.register(Collection)
 class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "owner", "last_offset", "consumer_lag", "require_if_match", "created_at"]
-    list_filter = ["kind", "owner"]
+    # Owners only, not every service: the rows name their owner anyway.
+    list_filter = ["kind", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "description"]
     inlines = [GrantInline, ConsumerPositionInline]
 
@@ -238,6 +258,12 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
         return (
             super().get_queryset(request).select_related("owner").annotate(slowest=Min("consumers__offset"))
         )
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        if request.user.has_perm("core.view_consumerposition"):
+            return shown
+        return [name for name in shown if name != "consumer_lag"]
 
     @admin.display(description="largest consumer lag")
     def consumer_lag(self, collection):
@@ -354,7 +380,6 @@ class RecordForm(forms.ModelForm):
                 "rows": 18,
                 "class": "nucleus-json vLargeTextField",
                 "spellcheck": "false",
-                "style": "font-family: var(--font-family-monospace); width: 100%; max-width: 60em;",
             }
         ),
     )
@@ -373,7 +398,7 @@ RECOVER_PER_PAGE = 100
 
 
 @admin.register(Record)
-class RecordAdmin(_ServiceCallMixin, VersionAdmin):
+class RecordAdmin(FiltersByPermission, _ServiceCallMixin, VersionAdmin):
     """Records with history: edits, deletes, reverts and recoveries all go through the record services."""
 
     form = RecordForm
@@ -383,6 +408,7 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
 
     list_display = ["key", "collection", "version", "updated_at", "updated_by"]
     list_filter = ["collection", "updated_at"]
+    filter_permissions = {"collection": "core.view_collection"}
     search_fields = ["key"]
     search_help_text = "Search by key (any part of it)."
     list_select_related = ["collection"]
@@ -576,11 +602,12 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(FiltersByPermission, admin.ModelAdmin):
     """Events are immutable: browsable, filterable by stream, type and offset (?offset__gte=&offset__lte=)."""
 
     list_display = ["offset", "stream", "type", "producer", "created_at"]
     list_filter = ["stream", "type"]
+    filter_permissions = {"stream": "core.view_collection"}
     list_select_related = ["stream"]
     search_fields = ["=event_id", "type"]
     ordering = ["stream_id", "-offset"]

@@ -1,6 +1,7 @@
 """{% nucleus_control_room user as room %}: the admin index's view of the service's state."""
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django import template
 from django.db import connection
@@ -91,3 +92,10 @@ def nucleus_control_room(user) -> ControlRoom:
         figures["database_bytes"] = status.database_bytes()
         figures["backups"] = status.backup_state()
     return ControlRoom(may=may, engine=connection.vendor, **figures)
+
+
+@register.filter
+def minutes(duration: timedelta) -> str:
+    """A duration in whole minutes, for people: "15 minutes", "1 minute"."""
+    count = max(round(duration.total_seconds() / 60), 1)
+    return f"{count} minute{'s' if count != 1 else ''}"

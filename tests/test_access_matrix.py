@@ -408,6 +408,7 @@ ROWS = [
     ),
     Row("openapi", "GET", "/api/schema/", everyone(200, unauthenticated=200)),
     Row("openapi-viewer", "GET", "/api/docs/", everyone(200, unauthenticated=200)),
+    Row("openapi-redoc", "GET", "/api/redoc/", everyone(200, unauthenticated=200)),
     # anything else under /api/ is a 404 for everybody, before authentication
     Row("api-unknown", "GET", "/api/v1/nothing/", everyone(404, unauthenticated=404)),
     Row("api-unknown-delete", "DELETE", "/api/v1/nothing/", everyone(404, unauthenticated=404)),

@@ -195,3 +195,23 @@ def test_the_backup_list_shows_restores_only_to_users_who_may_view_them(staff, w
     html = staff("backups.view_backup").get(reverse("admin:backups_backup_changelist")).content.decode()
 
     assert "Recent restores" not in html and "operator:carol" not in html
+
+
+# The figures /metrics exports per collection, stream, consumer and backup; a staff session reads it
+# only with the permissions of the control-room panels that show them.
+METRICS_PERMISSIONS = ("core.view_collection", "core.view_consumerposition", "backups.view_backup")
+
+
+def test_metrics_refuse_a_staff_session_without_the_permissions_of_what_they_show(staff, world):
+    response = staff("core.view_collection").get(reverse("metrics"))
+
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    assert b"items" not in response.content and b"billing" not in response.content
+
+
+def test_metrics_answer_a_staff_session_with_those_permissions(staff, world):
+    response = staff(*METRICS_PERMISSIONS).get(reverse("metrics"))
+
+    assert response.status_code == 200
+    assert b'nucleus_collection_records{collection="items"} 2.0' in response.content

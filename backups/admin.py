@@ -123,7 +123,9 @@ class BackupAdmin(admin.ModelAdmin):
             **(extra_context or {}),
             "can_back_up": self.has_backup_permission(request),
             "can_rebuild": self.has_backup_permission(request),
-            "recent_restores": selectors.restores_recent(limit=5),
+            "recent_restores": (
+                selectors.restores_recent(limit=5) if request.user.has_perm("backups.view_restore") else []
+            ),
         }
         return super().changelist_view(request, extra_context)
 

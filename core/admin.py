@@ -6,17 +6,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Min
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from reversion.admin import VersionAdmin
 from reversion.models import Version
 
-from core import services
+from core import history, selectors, services
 from core.errors import NotFound, NucleusError
 from core.models import Collection, ConsumerPosition, Event, Grant, Record, Service, ServiceToken
 from core.principals import Actor
@@ -30,6 +32,24 @@ def _actor(request) -> Actor:
 admin.site.site_header = "Nucleus"
 admin.site.site_title = "Nucleus admin"
 admin.site.index_title = "Control room"
+
+
+class FiltersByPermission:
+    """List filters naming another model's objects show only to users who may view that model.
+
+    A filter lists every object of its model, not only those in the rows: a user who may see tokens
+    but not services would otherwise read every service's name in the token list's sidebar.
+    """
+
+    filter_permissions: dict[str, str] = {}
+
+    def get_list_filter(self, request):
+        def allowed(item) -> bool:
+            name = item if isinstance(item, str) else item[0] if isinstance(item, (list, tuple)) else None
+            perm = self.filter_permissions.get(name)
+            return perm is None or request.user.has_perm(perm)
+
+        return [item for item in super().get_list_filter(request) if allowed(item)]
 
 
 class _ServiceCallMixin:
@@ -153,9 +173,10 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServiceToken)
-class ServiceTokenAdmin(_ServiceCallMixin, admin.ModelAdmin):
+class ServiceTokenAdmin(FiltersByPermission, _ServiceCallMixin, admin.ModelAdmin):
     list_display = ["prefix", "service", "label", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["service", ("revoked_at", admin.EmptyFieldListFilter)]
+    filter_permissions = {"service": "core.view_service"}
     search_fields = ["prefix", "service__name", "label"]
     actions = ["revoke"]
 
@@ -239,7 +260,8 @@ class ConsumerPositionInline(admin.TabularInline):
 @admin.register(Collection)
 class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "owner", "last_offset", "consumer_lag", "require_if_match", "created_at"]
-    list_filter = ["kind", "owner"]
+    # Owners only, not every service: the rows name their owner anyway.
+    list_filter = ["kind", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "description"]
     inlines = [GrantInline, ConsumerPositionInline]
 
@@ -247,6 +269,12 @@ class CollectionAdmin(_ServiceCallMixin, admin.ModelAdmin):
         return (
             super().get_queryset(request).select_related("owner").annotate(slowest=Min("consumers__offset"))
         )
+
+    def get_list_display(self, request):
+        shown = super().get_list_display(request)
+        if request.user.has_perm("core.view_consumerposition"):
+            return shown
+        return [name for name in shown if name != "consumer_lag"]
 
     @admin.display(description="largest consumer lag")
     def consumer_lag(self, collection):
@@ -368,7 +396,6 @@ class RecordForm(forms.ModelForm):
                 "rows": 18,
                 "class": "nucleus-json vLargeTextField",
                 "spellcheck": "false",
-                "style": "font-family: var(--font-family-monospace); width: 100%; max-width: 60em;",
             }
         ),
     )
@@ -382,18 +409,22 @@ class RecordForm(forms.ModelForm):
 
 # The record history page lists this many versions; the API's history endpoint pages through all.
 HISTORY_SHOWN = 200
+# "Recover deleted records" shows this many per page, newest deletion first.
+RECOVER_PER_PAGE = 100
 
 
 @admin.register(Record)
-class RecordAdmin(_ServiceCallMixin, VersionAdmin):
+class RecordAdmin(FiltersByPermission, _ServiceCallMixin, VersionAdmin):
     """Records with history: edits, deletes, reverts and recoveries all go through the record services."""
 
     form = RecordForm
     refusal_fields = ("data",)
     object_history_template = "admin/core/record/object_history.html"
+    recover_list_template = "admin/core/record/recover_list.html"
 
     list_display = ["key", "collection", "version", "updated_at", "updated_by"]
     list_filter = ["collection", "updated_at"]
+    filter_permissions = {"collection": "core.view_collection"}
     search_fields = ["key"]
     search_help_text = "Search by key (any part of it)."
     list_select_related = ["collection"]
@@ -560,6 +591,28 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
             return self._revert_through_service(request, version_id, object_id)
         return super().revision_view(request, object_id, version_id, extra_context)
 
+    def recoverlist_view(self, request, extra_context=None):
+        """Deleted records (not created again) with their collection, a page at a time: three queries.
+
+        VersionAdmin's own list matches versions to live rows by casting object ids, which on SQLite
+        (UUIDs stored as 32 hex digits) matches none and so lists every record ever written.
+        """
+        if not self.has_change_permission(request) or not self.has_add_permission(request):
+            raise PermissionDenied
+        page = Paginator(selectors.records_deleted(), RECOVER_PER_PAGE).get_page(request.GET.get("p"))
+        newest = history.newest_versions(tombstone.pk for tombstone in page)
+        rows = [{"tombstone": tombstone, "version_id": newest.get(str(tombstone.pk))} for tombstone in page]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Recover deleted records",
+            "page": page,
+            "rows": rows,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.recover_list_template, context)
+
     def recover_view(self, request, version_id, extra_context=None):
         if request.method == "POST":
             return self._revert_through_service(request, version_id)
@@ -567,11 +620,12 @@ class RecordAdmin(_ServiceCallMixin, VersionAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(FiltersByPermission, admin.ModelAdmin):
     """Events are immutable: browsable, filterable by stream, type and offset (?offset__gte=&offset__lte=)."""
 
     list_display = ["offset", "stream", "type", "producer", "created_at"]
     list_filter = ["stream", "type"]
+    filter_permissions = {"stream": "core.view_collection"}
     list_select_related = ["stream"]
     search_fields = ["=event_id", "type"]
     ordering = ["stream_id", "-offset"]

@@ -19,7 +19,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, router
-from django.db.models import Model
+from django.db.models import Max, Model
 from django.utils import timezone
 from reversion.models import Revision, Version
 
@@ -223,6 +223,20 @@ def _versions_of(record_id):
         .select_related("revision", "revision__write_meta")
         .order_by("-pk")
     )
+
+
+def newest_versions(record_ids: Iterable) -> dict[str, int]:
+    """The id of the newest stored version of each record id (keyed by the id as text): one query."""
+    db = router.db_for_read(Record)
+    content_type = ContentType.objects.db_manager(db).get_for_model(Record)
+    newest = (
+        Version.objects.using(db)
+        .filter(content_type=content_type, db=db, object_id__in=[str(pk) for pk in record_ids])
+        .values("object_id")
+        .annotate(newest=Max("pk"))
+        .order_by()
+    )
+    return {row["object_id"]: row["newest"] for row in newest}
 
 
 def _entry(version: Version) -> dict:

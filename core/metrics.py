@@ -96,8 +96,15 @@ def _age(seconds: float | None) -> float:
     return math.inf if seconds is None else max(seconds, 0.0)
 
 
+# What a staff session needs to read /metrics: the view permissions of the control-room panels whose
+# figures the Nucleus gauges export (superusers hold them all).
+METRICS_PERMISSIONS = ("core.view_collection", "core.view_consumerposition", "backups.view_backup")
+
+
 def metrics_access(request) -> str | None:
     """Why the caller may read /metrics: "token", "network" or "operator"; None when it may not.
+
+    An operator is an active staff user holding METRICS_PERMISSIONS, signed in to the admin.
 
     Service tokens are no way in: services are not operators. The client address is the TCP peer's
     (REMOTE_ADDR), never a forwarded header, so a load balancer's clients are not its network.
@@ -119,7 +126,9 @@ def metrics_access(request) -> str | None:
             return "network"
     user = getattr(request, "user", None)  # the admin session (AuthenticationMiddleware)
     if user is not None and user.is_authenticated and user.is_active and user.is_staff:
-        return "operator"
+        # The gauges name every collection, stream, consumer and backup: only for those who may see
+        # them in the control room too.
+        return "operator" if user.has_perms(METRICS_PERMISSIONS) else None
     return None
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from django.core import signing
 from django.db import connection, router
-from django.db.models import F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Substr
 
 from core import rows
@@ -23,6 +23,7 @@ from core.models import (
     Event,
     Grant,
     Record,
+    RecordTombstone,
     Service,
     ServiceToken,
 )
@@ -146,6 +147,19 @@ def record_get(*, collection: Collection, key: str) -> Record:
     (record,) = found
     record.collection = collection
     return record
+
+
+def records_deleted() -> QuerySet[RecordTombstone]:
+    """Tombstones of the record keys that are deleted now (not created again), newest deletion first.
+
+    Tombstone and record share the key's id, so this is an indexed anti-join on the primary keys.
+    """
+    live = Record.objects.filter(pk=OuterRef("pk"))
+    return (
+        RecordTombstone.objects.filter(~Exists(live))
+        .select_related("collection")
+        .order_by("-deleted_at", "pk")
+    )
 
 
 # --- listing -------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Nucleus settings: every value comes from the environment, with safe development defaults."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.identity import jwt_config
@@ -95,6 +97,16 @@ if NUCLEUS_METRICS_TOKEN and len(NUCLEUS_METRICS_TOKEN) < 32:
         "python -c 'import secrets; print(secrets.token_urlsafe(32))', or leave it empty to turn it off."
     )
 
+# Admin sign-in lockout (docs/hardening.md): after this many failed sign-ins of one username from one
+# address, that pair is refused (429) for the cool-off, or until `manage.py axes_reset_username` when 0.
+NUCLEUS_ADMIN_LOGIN_FAILURE_LIMIT = env_int("NUCLEUS_ADMIN_LOGIN_FAILURE_LIMIT", 5)
+NUCLEUS_ADMIN_LOCKOUT_MINUTES = env_int("NUCLEUS_ADMIN_LOCKOUT_MINUTES", 15)
+if NUCLEUS_ADMIN_LOGIN_FAILURE_LIMIT < 1 or NUCLEUS_ADMIN_LOCKOUT_MINUTES < 0:
+    raise ImproperlyConfigured(
+        "NUCLEUS_ADMIN_LOGIN_FAILURE_LIMIT must be at least 1, and NUCLEUS_ADMIN_LOCKOUT_MINUTES 0 (locked "
+        "until `manage.py axes_reset_username NAME`) or more."
+    )
+
 INSTALLED_APPS = [
     # Admin modules are discovered by the URLconf (admin.autodiscover() there), not at start-up, so
     # that management commands such as dbbackup and dbrestore start quickly.
@@ -104,8 +116,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "reversion",
     "backups",  # before dbbackup: its dbbackup, dbrestore and listbackups commands wrap dbbackup's
     "dbbackup",
@@ -118,6 +132,7 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "core.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,8 +141,29 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After everything that may answer a sign-in: turns a locked-out attempt into the 429 page.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# django-axes watches sign-ins (its backend refuses a locked-out one before the password is checked);
+# ModelBackend signs in. Service tokens and JWTs never go through these (core/authentication.py).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = NUCLEUS_ADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=NUCLEUS_ADMIN_LOCKOUT_MINUTES) or None  # 0: until reset
+# Per username and address: a stranger cannot lock an operator out from elsewhere, and one address
+# gets AXES_FAILURE_LIMIT guesses per account. The address is REMOTE_ADDR, never a forwarded header
+# that a client could forge (behind a proxy it is the proxy's, so the lockout is then per username).
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+AXES_DISABLE_ACCESS_LOG = True  # failures are kept (AccessAttempt); every successful sign-in need not be
+# No start-up line on every command's stdout; failures and lockouts are still logged, without the
+# username and address (axes masks them).
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "nucleus_project.urls"
 WSGI_APPLICATION = "nucleus_project.wsgi.application"
@@ -258,6 +294,30 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "PREPROCESSING_HOOKS": ["core.api.openapi.only_canonical_paths"],
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: nothing from a CDN, so the
+    # viewers work offline and run no third-party script (docs/hardening.md).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: it would send the document's address to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+}
+
+# Content-Security-Policy on every response (docs/hardening.md): scripts, styles, fonts and fetches from
+# this origin only, no inline script, no eval. The admin's styles are files (core/static/nucleus/);
+# the API viewers add inline styles and a blob: worker for themselves (nucleus_project/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # the admin's and Swagger UI's icons are data: SVGs in their CSS
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
 }
 
 if not DEBUG:

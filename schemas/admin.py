@@ -8,6 +8,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from core.admin import FiltersByPermission
 from core.errors import NucleusError
 from schemas import services
 from schemas.models import Schema, SchemaVersion
@@ -34,7 +35,8 @@ class SchemaVersionInline(admin.TabularInline):
 @admin.register(Schema)
 class SchemaAdmin(admin.ModelAdmin):
     list_display = ["name", "compatibility", "owner", "latest_version", "updated_at"]
-    list_filter = ["compatibility", "owner"]
+    # Owners only, not every service: the rows name their owner anyway.
+    list_filter = ["compatibility", ("owner", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "description"]
     inlines = [SchemaVersionInline]
 
@@ -69,9 +71,10 @@ class SchemaAdmin(admin.ModelAdmin):
 
 
 @admin.register(SchemaVersion)
-class SchemaVersionAdmin(admin.ModelAdmin):
+class SchemaVersionAdmin(FiltersByPermission, admin.ModelAdmin):
     list_display = ["schema", "version", "fingerprint", "created_at", "created_by"]
     list_filter = ["schema"]
+    filter_permissions = {"schema": "schemas.view_schema"}
     list_select_related = ["schema"]
     search_fields = ["schema__name", "fingerprint"]
     fields = ["schema", "version", "fingerprint", "created_at", "created_by", "definition_pretty", "changes"]
@@ -106,7 +109,7 @@ class SchemaVersionAdmin(admin.ModelAdmin):
 
 
 def migration_status_view(request):
-    """Applied and pending migrations per app, for operators."""
+    """Applied and pending migrations per app, for operators (as GET /api/v1/system/migrations/)."""
     context = {
         **admin.site.each_context(request),
         "title": "Migrations",

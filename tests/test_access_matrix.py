@@ -18,9 +18,10 @@ The rules the table spells out (README, "Ownership"; ../shared/NUCLEUS.md §3): 
 → 404, never 403, so names do not leak; seen but not writable → 403; grants and collection settings
 → owner or operator, else 403; schemas are readable by every caller and changed by their owner or an
 operator (403 for other services); backups and system/migrations → operators only (services 403);
-/healthz, /readyz and the OpenAPI document and its viewer are public; /metrics is for operators
-(403 for everyone else, credentials or not: the scrape token and trusted networks are
-tests/test_observability.py's business); the admin wants a staff session (others are sent to its login).
+/healthz, /readyz and the OpenAPI document and its viewers are public; /metrics is for operators who
+may view collections, consumers and backups (403 for everyone else, credentials or not: the scrape
+token and trusted networks are tests/test_observability.py's business); the admin wants a staff
+session (others are sent to its login).
 
 Every case starts from the same fresh state (each is its own test, rolled back afterwards), and
 every route is also called without its trailing slash, where it exists, inside a savepoint that is
@@ -418,16 +419,18 @@ ROWS = [
     # public: probes, the OpenAPI document and its viewer (credentials are not even looked at)
     Row("healthz", "GET", "/healthz", everyone(200, unauthenticated=200), twin="/healthz/"),
     Row("readyz", "GET", "/readyz", everyone(200, unauthenticated=200), twin="/readyz/"),
-    # metrics: operators (any active staff user), the scrape token and configured networks (none here)
+    # metrics: operators (staff users who may view collections, consumers and backups), the scrape
+    # token and configured networks (none here)
     Row(
         "metrics",
         "GET",
         "/metrics",
-        operators_only(200, staff=200) | {"anonymous": 403, "revoked": 403, "expired": 403, "inactive": 403},
+        operators_only(200) | {"anonymous": 403, "revoked": 403, "expired": 403, "inactive": 403},
         twin="/metrics/",
     ),
     Row("openapi", "GET", "/api/schema/", everyone(200, unauthenticated=200)),
     Row("openapi-viewer", "GET", "/api/docs/", everyone(200, unauthenticated=200)),
+    Row("openapi-redoc", "GET", "/api/redoc/", everyone(200, unauthenticated=200)),
     # anything else under /api/ is a 404 for everybody, before authentication
     Row("api-unknown", "GET", "/api/v1/nothing/", everyone(404, unauthenticated=404)),
     Row("api-unknown-delete", "DELETE", "/api/v1/nothing/", everyone(404, unauthenticated=404)),

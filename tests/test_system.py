@@ -352,7 +352,19 @@ def test_swagger_ui_is_served(client, db):
         assert response.status_code == 200
         assert response["Content-Type"].startswith("text/html")
         assert b"swagger" in response.content.lower()
-        assert b"/api/schema/" in response.content
+        # The set-up script is a file of its own (no inline script under the CSP), naming the document.
+        assert f'src="{url}?script="'.encode() in response.content
+        script = client.get(url, {"script": ""})
+        assert script["Content-Type"].startswith("application/javascript")
+        assert b'"/api/schema/"' in script.content
+
+
+def test_redoc_is_served(client, db):
+    for url in ("/api/redoc/", "/api/redoc"):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert b'<redoc spec-url="/api/schema/">' in response.content
+        assert b"/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js" in response.content
 
 
 def test_metrics_are_prometheus_text_for_operators(operator, client):

@@ -14,8 +14,6 @@ register = template.Library()
 def backup_freshness_line() -> str:
     warning = freshness_warning()
     if warning:
-        return format_html(
-            '<li class="nucleus-backup-warning" style="color: var(--error-fg)">⚠ {}</li>', warning
-        )
+        return format_html('<li class="nucleus-backup-warning">⚠ {}</li>', warning)
     newest = backup_freshness().newest
     return format_html("<li>made {} ago ({})</li>", timesince(newest.created_at), newest.id)

@@ -11,6 +11,7 @@ NUCLEUS_SCREENSHOT_DIR (default var/artifacts/screenshots).
 """
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,16 +69,63 @@ def browser_context(browser, live_server) -> Iterator[BrowserContext]:
     context.close()
 
 
+# Run in every document before its own scripts: reports what the Content-Security-Policy refused.
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", event => window.nucleusCspViolation(
+  `${event.violatedDirective} refused ${event.blockedURI || "inline code"} on ${event.documentURI}`));
+"""
+
+
+class Watch:
+    """What went wrong on a tab: JavaScript errors, CSP violations, requests that left the live server."""
+
+    def __init__(self, tab: Page, origin: str):
+        self.page = tab
+        self.origin = origin
+        self.errors: list[str] = []
+        self.violations: list[str] = []
+        self.foreign: list[str] = []
+        self.tolerated: list[re.Pattern] = []
+        tab.expose_function("nucleusCspViolation", lambda text: self.violations.append(text))
+        tab.add_init_script(REPORT_CSP_VIOLATIONS)
+        tab.on("pageerror", lambda error: self.errors.append(str(error)))
+        tab.on("console", self._console)
+        tab.on("request", self._request)
+
+    def _console(self, message) -> None:
+        # Chromium also logs each refusal on the console, with the directive and the source.
+        if "Content Security Policy" in message.text:
+            self.violations.append(message.text)
+
+    def _request(self, request) -> None:
+        if not request.url.startswith((self.origin + "/", "data:", "blob:")):
+            self.foreign.append(request.url)
+
+    def tolerate(self, pattern: str) -> None:
+        """Let violations and blocked requests matching this pattern pass; each test names its own."""
+        self.tolerated.append(re.compile(pattern))
+
+    def check(self) -> None:
+        def unexpected(found: list[str]) -> list[str]:
+            return [text for text in found if not any(p.search(text) for p in self.tolerated)]
+
+        assert not self.errors, f"JavaScript errors on the pages: {self.errors}"
+        assert not unexpected(self.violations), f"Content-Security-Policy violations: {self.violations}"
+        assert not unexpected(self.foreign), f"Requests to other origins: {self.foreign}"
+
+
 @pytest.fixture
-def page(browser_context) -> Iterator[Page]:
-    """A new tab without cookies (signed out) on the live server; any JavaScript error fails the test."""
+def page(browser_context, live_server) -> Iterator[Page]:
+    """A new tab without cookies (signed out) on the live server.
+
+    Any JavaScript error, Content-Security-Policy violation or request to another origin fails the test.
+    """
     browser_context.clear_cookies()
     tab = browser_context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
+    watch = Watch(tab, live_server.url)
     yield tab
     tab.close()
-    assert not errors, f"JavaScript errors on the admin's pages: {errors}"
+    watch.check()
 
 
 @pytest.fixture
@@ -95,13 +143,19 @@ def sign_in(page: Page, username: str, password: str) -> None:
     page.click('input[type="submit"]')
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """Save a full-page screenshot as an artifact of the run; returns its path."""
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
+    """Save a screenshot (of the whole page, or of the window) as an artifact of the run; returns its path."""
     folder = Path(os.environ.get("NUCLEUS_SCREENSHOT_DIR") or ROOT / "var" / "artifacts" / "screenshots")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def csp(response) -> dict[str, list[str]]:
+    """The response's Content-Security-Policy as directive: sources."""
+    directives = (part.split() for part in response.headers["content-security-policy"].split(";"))
+    return {name: sources for name, *sources in directives if name}
 
 
 def messages(page: Page):

@@ -5,7 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD, sign_in
+from tests.browser.conftest import PASSWORD, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,3 +37,35 @@ def test_an_operator_signs_in_and_sees_the_state_of_the_service(shop, page: Page
     stream.get_by_role("link", name="order-events").click()
     expect(page.locator("h1")).to_have_text("Select event to view")
     expect(page.locator("#result_list tbody tr")).to_have_count(12)
+
+
+# Per label of "At a glance": its text, width, font size and the number of lines its text wraps onto.
+MEASURE_LABELS = """ths => ths.map(th => {
+  const tops = new Set();
+  const walker = document.createTreeWalker(th, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    for (const rect of range.getClientRects()) if (rect.width > 0) tops.add(Math.round(rect.top));
+  }
+  return {text: th.innerText.trim(), width: th.getBoundingClientRect().width,
+          fontSize: parseFloat(getComputedStyle(th).fontSize), lines: tops.size};
+})"""
+
+
+@pytest.mark.parametrize("width", [1440, 1024])
+def test_a_fresh_install_shows_each_glance_label_on_one_line(page: Page, operator_user, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(page, "alice", PASSWORD)
+    # No backup yet: the two backup rows carry their longest warnings.
+    expect(page.locator("#nucleus-backup")).to_contain_text("There is no usable backup")
+    expect(page.locator("#nucleus-verified-backup")).to_contain_text("⚠ none")
+
+    labels = page.locator("#nucleus-glance th[scope=row]")
+    expect(labels).to_have_count(8)
+    measured = labels.evaluate_all(MEASURE_LABELS)
+    for label in measured:
+        assert label["lines"] == 1, label
+        assert label["width"] >= 6 * label["fontSize"], label
+    assert [label["text"] for label in measured][-1] == "Newest verified backup"
+    screenshot(page, f"admin-index-fresh-{width}")

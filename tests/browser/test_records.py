@@ -6,8 +6,11 @@ import re
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from core import services
+from core.admin import RECOVER_PER_PAGE
 from core.history import history_page
 from core.models import Record
+from tests.actors import TEST_ACTOR
 from tests.browser.conftest import messages, screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,7 +113,13 @@ def test_an_operator_recovers_a_deleted_record(shop, signed_in: Page):
     assert not Record.objects.filter(collection=shop, key="order-2").exists()
 
     page.get_by_role("link", name="Recover deleted records").click()
-    page.locator("#change-history").get_by_role("link").first.click()
+    # Only the deleted record, with its collection; order-1 is live (SQLite once listed every record).
+    rows = page.locator("#change-history tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.locator("td.key")).to_have_text("order-2")
+    expect(rows.locator("td.collection")).to_have_text("orders")
+    expect(page.locator(".paginator")).to_contain_text("1 deleted record")
+    rows.get_by_role("link").click()
     assert_shows_json(page.locator("#id_data"), {"status": "paid", "total": 12.5})
     page.click('input[name="_save"]')
 
@@ -119,3 +128,27 @@ def test_an_operator_recovers_a_deleted_record(shop, signed_in: Page):
     )
     record = Record.objects.get(collection=shop, key="order-2")
     assert (record.version, record.data) == (3, {"status": "paid", "total": 12.5})
+
+
+def test_the_recover_list_pages_through_deleted_records_only(shop, signed_in: Page):
+    page = signed_in
+    total = RECOVER_PER_PAGE + 3
+    for n in range(total):
+        services.record_create(
+            collection=shop, key=f"gone-{n:03}", data={"status": "new", "total": n}, actor=TEST_ACTOR
+        )
+        services.record_delete(collection=shop, key=f"gone-{n:03}", actor=TEST_ACTOR)
+
+    page.goto("/admin/core/record/")
+    page.get_by_role("link", name="Recover deleted records").click()
+    rows = page.locator("#change-history tbody tr")
+    expect(rows).to_have_count(RECOVER_PER_PAGE)
+    expect(page.locator(".paginator")).to_contain_text(f"{total} deleted records, page 1 of 2")
+    first = rows.locator("td.key").all_inner_texts()
+    page.get_by_role("link", name="next").click()
+    expect(rows).to_have_count(3)
+    expect(rows.locator("td.collection")).to_have_text(["orders"] * 3)
+    keys = first + rows.locator("td.key").all_inner_texts()
+
+    assert sorted(keys) == [f"gone-{n:03}" for n in range(total)]  # each once; order-1 and order-2 live
+    assert Record.objects.filter(collection=shop).count() == 2

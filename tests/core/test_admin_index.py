@@ -133,7 +133,7 @@ def test_the_index_warns_when_the_newest_verified_backup_is_too_old(admin, world
 
 def test_the_index_hides_backups_from_staff_who_may_not_see_them(client, django_user_model, world):
     staff = django_user_model.objects.create_user("bob", password="pw", is_staff=True)
-    staff.user_permissions.add(Permission.objects.get(codename="view_record"))
+    staff.user_permissions.add(Permission.objects.get(codename="view_service"))
     client.force_login(staff)
 
     html = client.get(reverse("admin:index")).content.decode()

@@ -6,7 +6,7 @@ import re
 
 from django.conf import settings
 from django.db import transaction
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,6 +58,14 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+_JSON = JSONRenderer()
+
+
+def encode_json(value) -> bytes:
+    """value as the API's JSON renderer writes a response body: the bytes a page's budget counts."""
+    return _JSON.render(value)
+
+
 class NucleusAPIView(APIView):
     renderer_classes = [JSONRenderer, ProblemJSONRenderer]
 
@@ -88,6 +96,15 @@ class NucleusAPIView(APIView):
         params: QueryDict = self.request.query_params.copy()
         params["cursor"] = cursor
         return self.request.build_absolute_uri(f"{self.request.path}?{params.urlencode()}")
+
+    def page_response(self, items: list[bytes], **members) -> HttpResponse:
+        """{"results": [items...], **members}, from items encoded one by one (selectors.read_page).
+
+        Joining the items as encoded, instead of rendering the page again, encodes each row once and
+        never holds the page as Python objects.
+        """
+        body = b"".join([b'{"results":[', b",".join(items), b"],", encode_json(members)[1:]])
+        return HttpResponse(body, content_type=self.request.accepted_renderer.media_type)
 
     def body_object(self) -> dict:
         data = self.request.data

@@ -112,6 +112,13 @@ class NucleusAPIView(APIView):
             raise BadRequest("The body must be a JSON object.", code="body_not_object")
         return data
 
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        # DRF keeps the response on the view, which its request refers back to: a reference cycle
+        # that would hold a page's body in memory until the garbage collector next runs.
+        del self.response
+        return response
+
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key")

@@ -171,6 +171,20 @@ def test_a_history_page_ends_once_past_the_budget_and_next_continues_without_los
         assert_ends_just_past_the_budget(page, budget, last_page=number == len(pages))
 
 
+def test_a_history_page_ended_by_the_budget_costs_the_queries_of_any_page(reader, items, budget):
+    services.record_create(collection=items, key="k", data={"blob": "x" * BLOB}, actor=ACTOR)
+    for _ in range(9):
+        services.record_put(collection=items, key="k", data={"blob": "x" * BLOB}, actor=ACTOR)
+    reader.get(history_url("k"), {"limit": 1})  # warm caches (content types)
+
+    with CaptureQueriesContext(connection) as small:
+        assert len(reader.get(history_url("k"), {"limit": 1}).json()["results"]) == 1
+    with CaptureQueriesContext(connection) as ended:
+        assert len(reader.get(history_url("k"), {"limit": 1000}).json()["results"]) == 3
+
+    assert len(ended) == len(small)
+
+
 def test_a_history_entry_larger_than_the_budget_comes_back_alone(reader, items, settings):
     settings.NUCLEUS_PAGE_MAX_BYTES = 1
     services.record_create(collection=items, key="k", data={"v": 1}, actor=ACTOR)
@@ -280,6 +294,19 @@ def test_a_schema_versions_page_ends_once_past_the_budget_and_next_continues_wit
     assert [[version["version"] for version in page] for page in pages] == [[1, 2, 3], [4, 5, 6], [7]]
     for number, page in enumerate(pages, start=1):
         assert_ends_just_past_the_budget(page, budget, last_page=number == len(pages))
+
+
+def test_a_schema_versions_page_ended_by_the_budget_costs_the_queries_of_any_page(owner, budget):
+    definitions = [obj({"n": {"type": "integer"}}, description=str(i) * BLOB) for i in range(7)]
+    make_schema(owner.service, "people", *definitions)
+    owner.get(versions_url("people"), {"limit": 1})  # warm caches
+
+    with CaptureQueriesContext(connection) as small:
+        assert len(owner.get(versions_url("people"), {"limit": 1}).json()["results"]) == 1
+    with CaptureQueriesContext(connection) as ended:
+        assert len(owner.get(versions_url("people"), {"limit": 1000}).json()["results"]) == 3
+
+    assert len(ended) == len(small)
 
 
 # --- the setting -----------------------------------------------------------------------------------

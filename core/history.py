@@ -13,8 +13,9 @@ VersionAdmin can read and revert it; timestamps written by PostgreSQL keep their
 
 import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.core.serializers.json import DjangoJSONEncoder
@@ -26,6 +27,7 @@ from reversion.models import Revision, Version
 from core import bulk
 from core.models import Record, WriteMeta
 from core.principals import Actor
+from core.selectors import read_page
 
 # A record as a row: field attname to value, the form every set-based write takes.
 RECORD_ROW = (
@@ -253,14 +255,20 @@ def _entry(version: Version) -> dict:
     }
 
 
-def history_page(record_id, *, limit: int, before: int | None = None) -> tuple[list[dict], int | None]:
-    """Versions of a record key, newest first, and the cursor of the next page (or None). One query."""
+def history_page(
+    record_id, *, limit: int, encode: Callable[[dict], bytes], before: int | None = None
+) -> tuple[list[bytes], int | None]:
+    """Entries of a record key, newest first, encoded (a page of read_page), and the cursor of the next."""
     versions = _versions_of(record_id)
     if before is not None:
         versions = versions.filter(pk__lt=before)
-    page = list(versions[: limit + 1])
-    next_before = page[limit - 1].pk if len(page) > limit else None
-    return [_entry(version) for version in page[:limit]], next_before
+    page = read_page(
+        versions,
+        limit=limit,
+        encode=lambda version: encode(_entry(version)),
+        row_bytes=settings.NUCLEUS_MAX_RECORD_BYTES,
+    )
+    return page.items, (page.last.pk if page.more else None)
 
 
 def history_entry(record_id, version_number: int) -> dict | None:

@@ -2,14 +2,17 @@
 
 import re
 import time
+from collections.abc import Callable
+from contextlib import closing, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.core import signing
-from django.db import connection, router
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db import connection, connections, router, transaction
+from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import Substr
 
 from core import rows
@@ -212,6 +215,50 @@ def _comparable(value) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Page:
+    """A page of rows as their callers encoded them, and where it ended."""
+
+    items: list[bytes]
+    last: Model | None  # the last row on the page: the next page starts after it
+    more: bool  # rows follow the page
+
+
+def read_page(queryset: QuerySet, *, limit: int, encode: Callable[[Model], bytes], row_bytes: int) -> Page:
+    """Up to limit rows of the ordered queryset, each encoded as it arrives, ending once past the budget.
+
+    A page ends after the row that takes its encoded size past NUCLEUS_PAGE_MAX_BYTES, so it always
+    holds at least one row. Rows are fetched a budget's worth of the largest ones (row_bytes) at a
+    time, so a worker holds one page's bytes and one fetch, never limit rows at once. One query.
+    """
+    budget = settings.NUCLEUS_PAGE_MAX_BYTES
+    chunk = max(1, min(limit + 1, budget // row_bytes))
+    queryset = queryset[: limit + 1]
+    if connections[queryset.db].vendor == "postgresql":
+        # A server-side cursor, so that PostgreSQL sends rows as they are fetched instead of the whole
+        # result at once. Inside a transaction of its own it is declared WITHOUT HOLD (nothing is
+        # materialised at commit) and cannot outlive the transaction, which keeps it safe behind a
+        # pooler in transaction mode too: hence chunked whatever DISABLE_SERVER_SIDE_CURSORS says,
+        # through the method QuerySet.iterator() calls after reading that setting.
+        reading = transaction.atomic(using=queryset.db, savepoint=False)
+        fetched = queryset._iterator(True, chunk)
+    else:
+        # SQLite steps through the result as rows are fetched; a transaction would take its write lock.
+        reading = nullcontext()
+        fetched = queryset.iterator(chunk_size=chunk)
+    items, last, more, size = [], None, False, 0
+    with reading, closing(fetched):
+        for row in fetched:
+            if len(items) == limit or size > budget:
+                more = True
+                break
+            item = encode(row)
+            items.append(item)
+            size += len(item)
+            last = row
+    return Page(items=items, last=last, more=more)
+
+
 def _parse_time(value: str, name: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
@@ -292,14 +339,15 @@ def records_page(
     *,
     collection: Collection,
     limit: int,
+    encode: Callable[[Record], bytes],
     cursor: str | None = None,
     ordering: str = "key",
     where: dict | None = None,
     key_prefix: str | None = None,
     updated_after: str | None = None,
     updated_before: str | None = None,
-) -> tuple[list[Record], str | None]:
-    """One page of records and the cursor of the next (or None); a single query, never the whole set."""
+) -> tuple[list[bytes], str | None]:
+    """One page of records, encoded, and the cursor of the next (or None); one query (read_page)."""
     require_records(collection)
     if ordering not in ORDERINGS:
         raise BadRequest(f"ordering must be one of {', '.join(ORDERINGS)}.", code="invalid_ordering")
@@ -331,13 +379,17 @@ def records_page(
                 Q(**{f"updated_at__{after}": moment}) | Q(updated_at=moment, **{f"key__{after}": last_key})
             )
     order = [ordering] if field == "key" else [ordering, "-key" if descending else "key"]
-    page = list(records.order_by(*order)[: limit + 1])
+    page = read_page(
+        records.order_by(*order),
+        limit=limit,
+        encode=encode,
+        row_bytes=settings.NUCLEUS_MAX_RECORD_BYTES,
+    )
     next_cursor = None
-    if len(page) > limit:
-        page = page[:limit]
-        last = page[-1]
+    if page.more:
+        last = page.last
         next_cursor = encode_cursor([last.key] if field == "key" else [last.updated_at.isoformat(), last.key])
-    return page, next_cursor
+    return page.items, next_cursor
 
 
 # --- the state a write works under -----------------------------------------------------------------
@@ -402,20 +454,22 @@ def stream_last_offset(stream_id: int) -> int:
     return Collection.objects.filter(pk=stream_id).values_list("last_offset", flat=True).first() or 0
 
 
-def events_page(*, stream: Collection, after: int, limit: int) -> tuple[list[Event], int]:
-    """Events with offset > after, ascending, at most limit, and the stream's last offset.
+def events_page(
+    *, stream: Collection, after: int, limit: int, encode: Callable[[Event], bytes]
+) -> tuple[list[bytes], int, int]:
+    """Events with offset > after, ascending, encoded: a page (read_page), its next_after and last offset.
 
     Served by the (stream, offset) index: a page deep in a long stream costs what the first one does.
-    The page never goes beyond the last offset it reports, even if appends commit meanwhile.
+    The page never goes beyond the last offset it reports, even if appends commit meanwhile. The next
+    page starts after next_after, the offset of the page's last event (after itself for no event).
     """
     require_stream(stream)
     last_offset = stream_last_offset(stream.pk)
-    events = list(
-        Event.objects.filter(stream_id=stream.pk, offset__gt=after, offset__lte=last_offset).order_by(
-            "offset"
-        )[:limit]
+    events = Event.objects.filter(stream_id=stream.pk, offset__gt=after, offset__lte=last_offset)
+    page = read_page(
+        events.order_by("offset"), limit=limit, encode=encode, row_bytes=settings.NUCLEUS_MAX_RECORD_BYTES
     )
-    return events, last_offset
+    return page.items, (page.last.offset if page.last else after), last_offset
 
 
 def wait_for_events(*, stream: Collection, after: int, timeout: float) -> None:

@@ -267,6 +267,13 @@ NUCLEUS_MAX_RECORD_BYTES = 1024 * 1024
 NUCLEUS_MAX_BATCH = 1000
 NUCLEUS_MAX_PAGE_SIZE = 1000
 NUCLEUS_DEFAULT_PAGE_SIZE = 100
+# A page of records, history, events or schema versions ends early once its serialized size passes
+# this many bytes (README, The API): 1000 records of 1 MiB would otherwise be a gigabyte in a worker.
+NUCLEUS_PAGE_MAX_BYTES = env_int("NUCLEUS_PAGE_MAX_BYTES", 8 * 1024 * 1024)
+if NUCLEUS_PAGE_MAX_BYTES < 1:
+    raise ImproperlyConfigured(
+        "NUCLEUS_PAGE_MAX_BYTES must be a positive number of bytes (default 8388608, 8 MiB)."
+    )
 NUCLEUS_MAX_JSON_DEPTH = 64
 
 REST_FRAMEWORK = {

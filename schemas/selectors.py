@@ -1,12 +1,15 @@
 """Reads of the schema registry."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import Max, QuerySet
 
 from core.errors import NotFound
 from core.models import Record
+from core.selectors import decode_cursor_position, encode_cursor, read_page
 from schemas.models import Schema, SchemaVersion
 from schemas.validation import compiled_validator
 
@@ -35,6 +38,20 @@ def schema_version_get(*, schema: Schema, version: str | int) -> SchemaVersion:
     if found is None:
         raise NotFound(f"Schema {schema.name!r} has no version {version}.", code="schema_version_not_found")
     return found
+
+
+def schema_versions_page(
+    *, schema: Schema, limit: int, encode: Callable[[SchemaVersion], bytes], cursor: str | None = None
+) -> tuple[list[bytes], str | None]:
+    """Versions of a schema in order, encoded (a page of read_page), and the cursor of the next."""
+    versions = SchemaVersion.objects.select_related("schema").filter(schema=schema)
+    if cursor:
+        versions = versions.filter(version__gt=decode_cursor_position(cursor))
+    # A definition is limited only by the request body it came in.
+    page = read_page(
+        versions.order_by("version"), limit=limit, encode=encode, row_bytes=settings.NUCLEUS_MAX_BODY_BYTES
+    )
+    return page.items, (encode_cursor([str(page.last.version)]) if page.more else None)
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,22 @@ class Gunicorn:
                 self.kill()
         self.process = None
 
+    def worker_pids(self) -> list[int]:
+        """The master's child processes (its workers), from /proc."""
+        if self.process is None:
+            return []
+        master = self.process.pid
+        return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
     def log_tail(self, chars: int = 4000) -> str:
         if not self.log_path.exists():
             return ""
         return self.log_path.read_text(errors="replace")[-chars:]
+
+
+def status_kib(pid: int, name: str) -> int:
+    """A memory figure of a process from /proc/<pid>/status in KiB, e.g. VmRSS or VmHWM (its peak RSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise LookupError(f"/proc/{pid}/status has no {name}")

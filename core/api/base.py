@@ -6,7 +6,8 @@ import re
 
 from django.conf import settings
 from django.db import transaction
-from django.http import QueryDict
+from django.http import HttpResponse, QueryDict
+from rest_framework.compat import LONG_SEPARATORS, SHORT_SEPARATORS
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -58,6 +59,24 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
+@functools.cache
+def _encoder() -> json.JSONEncoder:
+    """The encoder JSONRenderer makes for every body, made once: a page encodes each row on its own."""
+    renderer = JSONRenderer()
+    return renderer.encoder_class(
+        ensure_ascii=renderer.ensure_ascii,
+        allow_nan=not renderer.strict,
+        separators=SHORT_SEPARATORS if renderer.compact else LONG_SEPARATORS,
+    )
+
+
+def encode_json(value) -> bytes:
+    """value as the API's JSON renderer writes a response body: the bytes a page's budget counts."""
+    text = _encoder().encode(value)
+    # As JSONRenderer does: valid JSON, but JavaScript string literals may not hold them raw.
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
 class NucleusAPIView(APIView):
     renderer_classes = [JSONRenderer, ProblemJSONRenderer]
 
@@ -89,11 +108,27 @@ class NucleusAPIView(APIView):
         params["cursor"] = cursor
         return self.request.build_absolute_uri(f"{self.request.path}?{params.urlencode()}")
 
+    def page_response(self, items: list[bytes], **members) -> HttpResponse:
+        """{"results": [items...], **members}, from items encoded one by one (selectors.read_page).
+
+        Joining the items as encoded, instead of rendering the page again, encodes each row once and
+        never holds the page as Python objects.
+        """
+        body = b"".join([b'{"results":[', b",".join(items), b"],", encode_json(members)[1:]])
+        return HttpResponse(body, content_type=self.request.accepted_renderer.media_type)
+
     def body_object(self) -> dict:
         data = self.request.data
         if not isinstance(data, dict):
             raise BadRequest("The body must be a JSON object.", code="body_not_object")
         return data
+
+    def dispatch(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        # DRF keeps the response on the view, which its request refers back to: a reference cycle
+        # that would hold a page's body in memory until the garbage collector next runs.
+        del self.response
+        return response
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from core import selectors, services
 from core.api import serializers as s
-from core.api.base import NucleusAPIView, etag, parse_etags
+from core.api.base import NucleusAPIView, encode_json, etag, parse_etags
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from core.history import history_page
 from core.models import Collection, Event, Record, Service, record_pk
@@ -263,6 +263,7 @@ class RecordListView(NucleusAPIView):
         records, cursor = selectors.records_page(
             collection=collection,
             limit=self.query_limit(),
+            encode=lambda record: encode_json(record_body(record, collection.name)),
             cursor=params.get("cursor"),
             ordering=params.get("ordering", "key"),
             where=_where(params.get("where")),
@@ -270,9 +271,7 @@ class RecordListView(NucleusAPIView):
             updated_after=params.get("updated_after"),
             updated_before=params.get("updated_before"),
         )
-        return Response(
-            {"results": [record_body(r, collection.name) for r in records], "next": self.next_url(cursor)}
-        )
+        return self.page_response(records, next=self.next_url(cursor))
 
     @extend_schema(
         operation_id="records_create",
@@ -439,14 +438,15 @@ class RecordHistoryView(NucleusAPIView):
         cursor = request.query_params.get("cursor")
         before = selectors.decode_cursor_position(cursor) if cursor else None
         entries, next_before = history_page(
-            record_pk(collection.pk, key), limit=self.query_limit(), before=before
+            record_pk(collection.pk, key),
+            limit=self.query_limit(),
+            encode=lambda entry: encode_json({**entry, "changed_at": iso(entry["changed_at"])}),
+            before=before,
         )
         if not entries and before is None:
             raise NotFound(f"Record {key!r} has no history in {collection.name!r}.", code="record_not_found")
-        for entry in entries:
-            entry["changed_at"] = iso(entry["changed_at"])
         next_cursor = selectors.encode_cursor([str(next_before)]) if next_before else None
-        return Response({"results": entries, "next": self.next_url(next_cursor)})
+        return self.page_response(entries, next=self.next_url(next_cursor))
 
 
 class RecordRevertView(NucleusAPIView):
@@ -612,14 +612,17 @@ class EventListView(NucleusAPIView):
             principal=self.principal, name=name, need=Need.READ, perms=("core.view_event",)
         )
         after, limit, wait = _query_int(request, "after", 0), self.query_limit(), _query_wait(request)
-        events, last_offset = selectors.events_page(stream=stream, after=after, limit=limit)
+
+        def page():
+            return selectors.events_page(
+                stream=stream, after=after, limit=limit, encode=lambda event: encode_json(event_body(event))
+            )
+
+        events, next_after, last_offset = page()
         if not events and wait > 0:
             selectors.wait_for_events(stream=stream, after=after, timeout=wait)
-            events, last_offset = selectors.events_page(stream=stream, after=after, limit=limit)
-        next_after = events[-1].offset if events else after
-        return Response(
-            {"results": [event_body(e) for e in events], "last_offset": last_offset, "next_after": next_after}
-        )
+            events, next_after, last_offset = page()
+        return self.page_response(events, last_offset=last_offset, next_after=next_after)
 
     @extend_schema(
         operation_id="events_append",

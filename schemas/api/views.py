@@ -4,7 +4,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 
-from core.api.base import NucleusAPIView
+from core.api.base import NucleusAPIView, encode_json
 from core.api.views import (
     COMMON_ERRORS,
     CURSOR,
@@ -16,7 +16,7 @@ from core.api.views import (
 )
 from core.errors import Forbidden, ValidationFailed
 from core.models import Service
-from core.selectors import decode_cursor, decode_cursor_position, encode_cursor
+from core.selectors import decode_cursor, encode_cursor
 from schemas import selectors, services
 from schemas.api import serializers as s
 from schemas.models import Schema
@@ -108,15 +108,13 @@ class SchemaVersionListView(NucleusAPIView):
         responses={200: s.SchemaVersionPageSerializer, **COMMON_ERRORS},
     )
     def get(self, request, name):
-        schema = selectors.schema_get(name=name)
-        limit = self.query_limit()
-        versions = schema.versions.select_related("schema").order_by("version")
-        if cursor := request.query_params.get("cursor"):
-            versions = versions.filter(version__gt=decode_cursor_position(cursor))
-        page = list(versions[: limit + 1])
-        next_cursor = encode_cursor([str(page[limit - 1].version)]) if len(page) > limit else None
-        results = s.SchemaVersionSerializer(page[:limit], many=True).data
-        return Response({"results": results, "next": self.next_url(next_cursor)})
+        versions, cursor = selectors.schema_versions_page(
+            schema=selectors.schema_get(name=name),
+            limit=self.query_limit(),
+            encode=lambda version: encode_json(s.SchemaVersionSerializer(version).data),
+            cursor=request.query_params.get("cursor"),
+        )
+        return self.page_response(versions, next=self.next_url(cursor))
 
     @extend_schema(
         operation_id="schema_versions_register",

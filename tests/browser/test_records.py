@@ -8,10 +8,10 @@ from playwright.sync_api import Locator, Page, expect
 
 from core import services
 from core.admin import RECOVER_PER_PAGE
-from core.history import history_page
 from core.models import Record
 from tests.actors import TEST_ACTOR
 from tests.browser.conftest import messages, screenshot
+from tests.core.records_support import history_entries
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -71,7 +71,7 @@ def test_an_operator_edits_a_record_and_reverts_it_from_history(shop, signed_in:
         {"status": "new", "total": 25},
         "operator:alice",
     )
-    entries, _ = history_page(record.pk, limit=10)
+    entries = history_entries(record.pk, limit=10)
     assert [(e["version"], e["changed_by"]) for e in entries] == [
         (3, "operator:alice"),
         (2, "operator:alice"),
@@ -101,7 +101,7 @@ def test_an_edit_the_schema_refuses_shows_its_error_on_the_page(shop, signed_in:
 
     record = Record.objects.get(collection=shop, key="order-2")
     assert (record.version, record.data) == (1, {"status": "paid", "total": 12.5})
-    assert len(history_page(record.pk, limit=10)[0]) == 1
+    assert len(history_entries(record.pk, limit=10)) == 1
 
 
 def test_an_operator_recovers_a_deleted_record(shop, signed_in: Page):

@@ -2,9 +2,11 @@
 
 import json
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.urls import reverse
 from reversion.models import Revision, Version
 
+from core.history import history_page
 from core.models import Collection, Record, RecordTombstone, record_pk
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
@@ -80,3 +82,11 @@ def history_fields(collection: Collection, key: str) -> list[dict]:
 def history_versions(collection: Collection, key: str) -> list[int]:
     """The version numbers in the history of record key, oldest first (deletions included)."""
     return [fields["version"] for fields in history_fields(collection, key)]
+
+
+def history_entries(record_id, limit: int = 100) -> list[dict]:
+    """The history entries of a record key, newest first, as history_page reads them (through JSON)."""
+    encoded, _ = history_page(
+        record_id, limit=limit, encode=lambda entry: json.dumps(entry, cls=DjangoJSONEncoder).encode()
+    )
+    return [json.loads(entry) for entry in encoded]

@@ -17,11 +17,11 @@ from django.utils import timezone
 from reversion.models import Version
 
 from core import services
-from core.history import history_page
 from core.models import Collection, Record, RecordTombstone, Service, ServiceToken
 from core.principals import Actor
 from schemas import services as schema_services
 from tests.actors import TEST_ACTOR
+from tests.core.records_support import history_entries
 
 TOKEN_RE = re.compile(r"nuc_[A-Za-z0-9_-]{20,}")
 ACTOR = Actor(label="service:owner")
@@ -53,8 +53,7 @@ def messages_of(response) -> list[str]:
 
 
 def history(record_id) -> list[dict]:
-    entries, _ = history_page(record_id, limit=100)
-    return entries
+    return history_entries(record_id, limit=100)
 
 
 def versions_of(record_id) -> list[Version]:

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from reversion.models import Version
 
-from core.history import history_page
 from core.models import Collection, Grant, Record, record_pk
+from tests.core.records_support import history_entries
 
 pytestmark = pytest.mark.django_db
 
@@ -92,7 +92,7 @@ def test_an_operator_deleting_a_full_collection_leaves_a_deletion_in_every_recor
 
     assert not Record.objects.exists()
     for key in ("a", "b"):
-        entries, _ = history_page(record_pk(items.pk, key), limit=10)
+        entries = history_entries(record_pk(items.pk, key), limit=10)
         assert entries[0]["deleted"] is True
         assert entries[0]["version"] == 2
         assert entries[0]["data"] == {"k": key}

@@ -1,8 +1,84 @@
-"""ASGI entry point."""
+"""ASGI entry point: the server's application (gunicorn with nucleus_project.server.Worker).
+
+Every request but a long-poll runs through Django's WSGI handler on a fixed pool of request threads,
+as under gunicorn's gthread worker: `threads` per process, each with its persistent database
+connection. A long-poll (GET /collections/{name}/events/ with wait > 0) goes to Django's ASGI handler
+instead, whose view makes its checks and reads on the same request threads but waits on the event
+loop, holding neither a request thread nor a database connection (docs/operations.md, Long-polls).
+"""
 
 import os
+from urllib.parse import parse_qsl
 
-from django.core.asgi import get_asgi_application
+from a2wsgi import WSGIMiddleware
+from django.core.handlers.asgi import ASGIHandler
+from django.urls import Resolver404, resolve
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nucleus_project.settings")
-application = get_asgi_application()
+
+from nucleus_project.wsgi import application as wsgi_application  # sets Django up: before the imports below
+
+# isort: split
+from core.api.views import EventListView, events_long_poll
+from core.long_polls import stream_watcher
+
+DEFAULT_THREADS = 4
+
+
+class LongPollHandler(ASGIHandler):
+    """Django's ASGI handler for long-polls only: their route is served by the async events_long_poll."""
+
+    def resolve_request(self, request):
+        match = super().resolve_request(request)
+        match.func = events_long_poll
+        return match
+
+
+class Application:
+    """Routes long-polls to the event loop and everything else to the request threads."""
+
+    def __init__(self, threads: int = DEFAULT_THREADS):
+        self.long_polls = LongPollHandler()
+        self.configure(threads=threads)
+
+    def configure(self, *, threads: int) -> None:
+        """Size the pool of request threads (gunicorn's `threads`); before the first request."""
+        self.requests = WSGIMiddleware(wsgi_application, workers=threads)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http" and is_long_poll(scope):
+            await self.long_polls({**scope, "nucleus.executor": self.requests.executor}, receive, send)
+        else:
+            await self.requests(scope, receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                stream_watcher().stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def is_long_poll(scope) -> bool:
+    """A GET of a stream's events with a wait above 0 (the view itself refuses a malformed one)."""
+    if scope["method"] != "GET" or b"wait=" not in scope["query_string"]:
+        return False
+    waits = [value for name, value in parse_qsl(scope["query_string"].decode("latin-1")) if name == "wait"]
+    try:  # the last value counts, as for Django's QueryDict.get
+        if not waits or not float(waits[-1]) > 0:
+            return False
+    except ValueError:
+        return False
+    try:
+        match = resolve(scope["path"])
+    except Resolver404:
+        return False
+    return getattr(match.func, "view_class", None) is EventListView
+
+
+application = Application()

@@ -19,10 +19,17 @@ from collections import Counter
 
 from django.conf import settings
 from django.db import connection
+from prometheus_client import Gauge
 
 from core.errors import NucleusError
 
 logger = logging.getLogger("nucleus.long_polls")
+
+WAITING = Gauge(
+    "nucleus_long_polls_waiting",
+    "Long-polls waiting for an event, in all processes of the server.",
+    multiprocess_mode="livesum",
+)
 
 CHANNEL = "nucleus_streams"
 POLL_SECONDS = 0.1  # SQLite: how often the watched streams' offsets are read
@@ -157,6 +164,7 @@ class StreamWatcher:
             self._subscribers.setdefault(stream_id, set()).add(subscription)
             self._per_caller[caller] += 1
             self._waiting += 1
+            WAITING.inc()
             self._ensure_thread()
         self._subscribed.set()
         return subscription
@@ -173,6 +181,7 @@ class StreamWatcher:
             if not self._per_caller[subscription.caller]:
                 del self._per_caller[subscription.caller]
             self._waiting -= 1
+            WAITING.dec()
 
     def close(self) -> None:
         """The server is stopping: wake every waiter now, and let new ones wait no more."""

@@ -7,12 +7,15 @@ instead, whose view makes its checks and reads on the same request threads but w
 loop, holding neither a request thread nor a database connection (docs/operations.md, Long-polls).
 """
 
+import logging
 import os
 from urllib.parse import parse_qsl
 
 from a2wsgi import WSGIMiddleware
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.urls import Resolver404, resolve
+from django.utils.module_loading import import_string
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nucleus_project.settings")
 
@@ -23,10 +26,32 @@ from core.api.views import EventListView, events_long_poll
 from core.long_polls import stream_watcher
 
 DEFAULT_THREADS = 4
+logger = logging.getLogger("nucleus.server")
 
 
 class LongPollHandler(ASGIHandler):
     """Django's ASGI handler for long-polls only: their route is served by the async events_long_poll."""
+
+    def __init__(self):
+        super().__init__()
+        synchronous = [
+            path for path in settings.MIDDLEWARE if not getattr(import_string(path), "async_capable", False)
+        ]
+        self.threadless = not synchronous
+        if synchronous:
+            logger.warning(
+                "Middleware %s works only synchronously: every waiting long-poll holds a thread.",
+                ", ".join(synchronous),
+            )
+
+    async def __call__(self, scope, receive, send):
+        if not self.threadless:
+            await super().__call__(scope, receive, send)
+            return
+        # Without the ThreadSensitiveContext that Django opens per request, the middleware's short
+        # synchronous steps share asgiref's one thread, instead of each long-poll getting a thread of
+        # its own that would sit idle through the whole wait.
+        await self.handle(scope, receive, send)
 
     def resolve_request(self, request):
         match = super().resolve_request(request)

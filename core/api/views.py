@@ -725,8 +725,7 @@ async def events_long_poll(request, name):
     threads (request.scope["nucleus.executor"]), the wait on the event loop, holding no thread and no
     database connection. A client that goes away cancels the wait, which closes its subscription."""
     executor = request.scope["nucleus.executor"]
-    response = await on_request_thread(executor, _long_poll_view, request, name=name)
-    view = getattr(response, "renderer_context", {}).get("view")
+    response, view = await on_request_thread(executor, _first_look, request, name)
     poll = getattr(view, "long_poll", None)
     if poll is None:
         return response
@@ -735,9 +734,23 @@ async def events_long_poll(request, name):
         while True:
             woken = await poll.subscription.wait_async(poll.remaining())
             poll.subscription.rearm()  # before reading: an append after the read wakes the next round
-            response, found = await on_request_thread(executor, view.resume)
+            response, found = await on_request_thread(executor, _resumed, view)
             if found or not woken or poll.remaining() <= 0 or watcher.closed:
                 return response
+
+
+def _first_look(request, name: str) -> tuple[Response, "EventListView | None"]:
+    """The view's checks and first read; its response rendered here unless the view is to wait."""
+    response = _long_poll_view(request, name=name)
+    view = getattr(response, "renderer_context", {}).get("view")
+    if getattr(view, "long_poll", None) is None:
+        response.render()
+    return response, view
+
+
+def _resumed(view: EventListView) -> tuple[Response, bool]:
+    response, found = view.resume()
+    return response.render(), found
 
 
 async def on_request_thread(executor, function, *args, **kwargs):

@@ -190,7 +190,8 @@ class StreamWatcher:
         self._wake_all()
 
     def stop(self) -> None:
-        """Stop the thread and close its connection (tests, and a process that ends)."""
+        """Stop the thread and close its connection (a process that ends, and tests); the next
+        subscription starts the watcher afresh."""
         self._stop.set()
         self._subscribed.set()
         if self._thread is not None:
@@ -198,6 +199,7 @@ class StreamWatcher:
         self._thread = None
         self._stop.clear()
         self._subscribed.clear()
+        self.closed = False
 
     # --- the watcher thread ------------------------------------------------------------------------
 

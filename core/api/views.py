@@ -610,7 +610,18 @@ class EventListView(NucleusAPIView):
                 description="Long-poll up to this many seconds (0 to 30) for an event.",
             ),
         ],
-        responses={200: s.EventPageSerializer, **COMMON_ERRORS},
+        responses={
+            200: s.EventPageSerializer,
+            **COMMON_ERRORS,
+            429: _problem(
+                "Over the service's request rate, or (too_many_long_polls) holding as many waiting "
+                "long-polls as one caller may; Retry-After says when to try again."
+            ),
+            503: _problem(
+                "The database is unavailable or timed out, or (long_polls_exhausted) the server holds as "
+                "many waiting long-polls as it may; Retry-After says when to try again."
+            ),
+        },
     )
     def get(self, request, name):
         stream = self._readable_stream(name)

@@ -202,3 +202,22 @@ def test_long_polls_whose_clients_go_away_or_time_out_leave_no_waiter_behind(ser
     assert (status, body) == (200, {"results": [], "last_offset": 0, "next_after": 0})
     assert 0.9 <= seconds < 5
     assert waiting_long_polls(server) == 0
+
+
+def test_a_stopping_server_answers_its_waiting_long_polls_at_once(server):
+    owner, token = service_with_token("owner")
+    make_stream(owner, "feed")
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        polls = [
+            pool.submit(request, server.port, f"{events_url('feed')}?wait=30", token, timeout=40)
+            for _ in range(5)
+        ]
+        until_waiting(server, 5)
+        stopping = time.monotonic()
+        server.stop()  # SIGTERM, as a deploy sends it
+        answers = [poll.result(timeout=40) for poll in polls]
+
+    assert time.monotonic() - stopping < 10, "the shutdown waited for the long-polls' 30 s"
+    for status, body, seconds in answers:
+        assert (status, body) == (200, {"results": [], "last_offset": 0, "next_after": 0})
+        assert seconds < 20

@@ -237,9 +237,9 @@ class StreamWatcher:
                     if failures:
                         logger.warning("The long-poll listener is connected again.")
                     failures = 0
-                    self.listening = True
                     # Appends committed while nobody listened woke nobody: every waiter reads again.
                     self._wake_all()
+                    self.listening = True
                     while not self._stop.is_set():
                         for notify in listener.notifies(timeout=LISTEN_TICK_SECONDS):
                             self._dispatch(notify.payload)

@@ -66,6 +66,7 @@ def test_a_caller_can_long_poll_again_once_its_waits_are_over(stream, reader, se
 
 def test_the_watcher_wakes_only_waiters_of_the_stream_whose_offset_passes_theirs():
     watcher = stream_watcher()
+    settled(watcher)
     behind = watcher.subscribe(stream_id=1, after=4, caller="a")
     ahead = watcher.subscribe(stream_id=1, after=5, caller="a")
     elsewhere = watcher.subscribe(stream_id=2, after=0, caller="b")
@@ -82,8 +83,18 @@ def test_the_watcher_wakes_only_waiters_of_the_stream_whose_offset_passes_theirs
     assert watcher.waiting == 0
 
 
+def settled(watcher) -> None:
+    """On PostgreSQL, wait until the listener has connected: connecting wakes every waiter to read again."""
+    with watcher.subscribe(stream_id=0, after=0, caller="settling"):
+        deadline = time.monotonic() + 10
+        while connection.vendor == "postgresql" and not watcher.listening:
+            assert time.monotonic() < deadline, "the listener did not connect"
+            time.sleep(0.05)
+
+
 def test_an_async_waiter_is_woken_from_another_thread_and_a_cancelled_one_leaves_no_trace():
     watcher = stream_watcher()
+    settled(watcher)
 
     async def scenario():
         with watcher.subscribe(stream_id=7, after=0, caller="a") as woken:

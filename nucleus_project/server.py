@@ -1,7 +1,8 @@
 """The gunicorn worker of the image (gunicorn.conf.py): uvicorn serving nucleus_project.asgi, set up to
 behave as the gthread worker did where clients and operators can tell.
 
-- `threads` sizes the application's pool of request threads (nucleus_project.asgi);
+- `threads` sizes the application's pool of request threads (nucleus_project.asgi); a WSGI
+  application is served on such a pool too;
 - the client address is the peer's, never taken from X-Forwarded-For (as gunicorn leaves REMOTE_ADDR);
 - gunicorn's access log (GUNICORN_ACCESS_LOG, --access-logformat) is written, not uvicorn's own;
 - no Server header;
@@ -10,9 +11,11 @@ behave as the gthread worker did where clients and operators can tell.
 """
 
 import datetime
+import inspect
 import sys
 import time
 
+from a2wsgi import WSGIMiddleware
 from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
@@ -28,9 +31,13 @@ class Worker(UvicornWorker):
     }
 
     async def _serve(self) -> None:
-        app = self.wsgi  # gunicorn's name for the loaded application, here the ASGI one
+        app = self.wsgi  # gunicorn's name for the loaded application, ASGI here
         if hasattr(app, "configure"):
             app.configure(threads=self.cfg.threads)
+        elif not (inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(app.__call__)):
+            # A WSGI application (gunicorn reads gunicorn.conf.py by default, also for a command that
+            # names nucleus_project.wsgi): served as it would be by gthread, on the request threads.
+            app = WSGIMiddleware(app, workers=self.cfg.threads)
         self.config.app = AccessLog(app, self.log) if self.log.access_log_enabled else app
         server = _Server(config=self.config)
         self._install_sigquit_handler()

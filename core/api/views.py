@@ -736,7 +736,12 @@ async def events_long_poll(request, name):
     threads (request.scope["nucleus.executor"]), the wait on the event loop, holding no thread and no
     database connection. A client that goes away cancels the wait, which closes its subscription."""
     executor = request.scope["nucleus.executor"]
-    response, view = await on_request_thread(executor, _first_look, request, name)
+    first = asyncio.ensure_future(on_request_thread(executor, _first_look, request, name))
+    try:
+        response, view = await asyncio.shield(first)
+    except asyncio.CancelledError:  # the client left while the thread works: release what it subscribes
+        first.add_done_callback(_release_abandoned)
+        raise
     poll = getattr(view, "long_poll", None)
     if poll is None:
         return response
@@ -757,6 +762,14 @@ def _first_look(request, name: str) -> tuple[Response, "EventListView | None"]:
     if getattr(view, "long_poll", None) is None:
         response.render()
     return response, view
+
+
+def _release_abandoned(first: asyncio.Future) -> None:
+    if first.cancelled() or first.exception() is not None:
+        return
+    _, view = first.result()
+    if (poll := getattr(view, "long_poll", None)) is not None:
+        poll.subscription.close()
 
 
 def _resumed(view: EventListView) -> tuple[Response, bool]:

@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -221,3 +222,30 @@ def test_a_stopping_server_answers_its_waiting_long_polls_at_once(server):
     for status, body, seconds in answers:
         assert (status, body) == (200, {"results": [], "last_offset": 0, "next_after": 0})
         assert seconds < 20
+
+
+def test_a_client_that_leaves_during_the_first_read_leaves_no_waiter_behind(server):
+    owner, token = service_with_token("owner")
+    make_stream(owner, "feed")
+    request_line = (
+        f"GET {events_url('feed')}?wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nX-Forwarded-Proto: https\r\n\r\n"
+    ).encode()
+    # The long-poll's first look queues on this lock, on a request thread, when its client leaves.
+    blocker = psycopg.connect(database_url(), connect_timeout=5)
+    try:
+        blocker.execute("LOCK TABLE core_collection IN ACCESS EXCLUSIVE MODE")
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        client.sendall(request_line)
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while not any(state == "active" and "core_collection" in query for state, query in server_backends()):
+            assert time.monotonic() < deadline, "the long-poll never queued on the lock"
+            time.sleep(0.05)
+        client.close()
+        time.sleep(0.5)  # the server sees the client go
+    finally:
+        blocker.rollback()
+        blocker.close()
+
+    time.sleep(1)  # the first look ends, subscribed, after its client has gone
+    assert waiting_long_polls(server) == 0

@@ -2,7 +2,7 @@
 
 Every request but a long-poll runs through Django's WSGI handler on a fixed pool of request threads,
 as under gunicorn's gthread worker: `threads` per process, each with its persistent database
-connection. A long-poll (GET /collections/{name}/events/ with wait > 0) goes to Django's ASGI handler
+connection. A long-poll (GET or HEAD /collections/{name}/events/ with wait > 0) goes to Django's ASGI handler
 instead, whose view makes its checks and reads on the same request threads but waits on the event
 loop, holding neither a request thread nor a database connection (docs/operations.md, Long-polls).
 """
@@ -90,8 +90,8 @@ class Application:
 
 
 def is_long_poll(scope) -> bool:
-    """A GET of a stream's events with a wait above 0 (the view itself refuses a malformed one)."""
-    if scope["method"] != "GET" or b"wait=" not in scope["query_string"]:
+    """A GET (or HEAD) of a stream's events with a wait above 0 (the view refuses a malformed one)."""
+    if scope["method"] not in ("GET", "HEAD") or b"wait=" not in scope["query_string"]:
         return False
     waits = [value for name, value in parse_qsl(scope["query_string"].decode("latin-1")) if name == "wait"]
     try:  # the last value counts, as for Django's QueryDict.get

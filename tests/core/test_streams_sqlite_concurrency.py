@@ -130,3 +130,26 @@ def test_a_long_poll_on_sqlite_waits_without_a_thread_and_wakes_on_an_append(ser
     assert time.monotonic() - appended < 5
     assert len(answers) == 12
     assert all(status == 200 and [e["type"] for e in body["results"]] == ["tick"] for status, body in answers)
+
+
+def test_head_long_polls_take_no_request_thread_either(server):
+    gunicorn, token, _ = server
+    created = {"name": "heads", "kind": "stream"}
+    status, body = _request(gunicorn.port, "POST", "/api/v1/collections/", token, created)
+    assert status == 201, body
+    waiting = []
+    for _ in range(12):  # more than the 2 x 4 request threads
+        client = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+        client.request(
+            "HEAD", "/api/v1/collections/heads/events/?wait=10", headers={"Authorization": f"Bearer {token}"}
+        )
+        waiting.append(client)
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        status, _ = _request(gunicorn.port, "GET", "/healthz", token)
+        assert status == 200
+        assert time.monotonic() - started < 2, "the HEAD long-polls held the request threads"
+    finally:
+        for client in waiting:
+            client.close()

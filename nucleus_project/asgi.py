@@ -2,9 +2,10 @@
 
 Every request but a long-poll runs through Django's WSGI handler on a fixed pool of request threads,
 as under gunicorn's gthread worker: `threads` per process, each with its persistent database
-connection. A long-poll (GET or HEAD /collections/{name}/events/ with wait > 0) goes to Django's ASGI handler
-instead, whose view makes its checks and reads on the same request threads but waits on the event
-loop, holding neither a request thread nor a database connection (docs/operations.md, Long-polls).
+connection. A long-poll (GET or HEAD /collections/{name}/events/ with wait > 0) goes to Django's ASGI
+handler instead, whose view makes its checks and reads on the same request threads but waits on the
+event loop, holding neither a request thread nor a database connection (docs/operations.md,
+Long-polls).
 """
 
 import logging

@@ -67,4 +67,4 @@ EXPOSE 8011
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; host = os.environ.get('ALLOWED_HOSTS', '').split(',')[0].strip().lstrip('.').replace('*', '') or 'localhost'; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:8011/healthz', headers={'Host': host}), timeout=4)"]
 
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8011", "nucleus_project.wsgi:application"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8011", "nucleus_project.asgi:application"]

@@ -1,4 +1,4 @@
-"""Gunicorn settings of the Docker image; the bind address and the WSGI app are in the Dockerfile's CMD."""
+"""Gunicorn settings of the Docker image; the bind address and the ASGI app are in the Dockerfile's CMD."""
 
 import os
 import shutil
@@ -11,8 +11,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-# Each worker holds its own database connections; size GUNICORN_WORKERS x GUNICORN_THREADS
-# against PostgreSQL's max_connections across all replicas.
+# uvicorn workers (nucleus_project/server.py): each serves requests on `threads` request threads, as
+# gthread did, and long-polls on its event loop without a thread (docs/operations.md, Long-polls).
+worker_class = "nucleus_project.server.Worker"
+# Each worker holds up to `threads` database connections plus one that LISTENs for long-polls; size
+# GUNICORN_WORKERS x (GUNICORN_THREADS + 1) against PostgreSQL's max_connections across all replicas.
 workers = _env_int("GUNICORN_WORKERS", 2)
 threads = _env_int("GUNICORN_THREADS", 4)
 timeout = _env_int("GUNICORN_TIMEOUT", 60)

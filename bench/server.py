@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.api import Api
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WSGI_APP = "nucleus_project.wsgi:application"
+APP = "nucleus_project.asgi:application"  # as the Dockerfile's CMD
 # Variables that would change what Nucleus or gunicorn does; the benchmark sets what it needs itself.
 _INHERITED_PREFIXES = (
     "DJANGO_", "NUCLEUS_", "GUNICORN_", "SECURE_", "SESSION_", "CSRF_", "DATABASE_", "PROMETHEUS_",
@@ -74,7 +74,7 @@ class ServerConfig:
 
     def describe(self) -> dict:
         return {
-            "server": "gunicorn (gthread) with the image's gunicorn.conf.py, DEBUG=false",
+            "server": "gunicorn (uvicorn worker) with the image's gunicorn.conf.py, DEBUG=false",
             "workers": self.workers,
             "threads": self.threads,
             "max_requests": "gunicorn.conf.py default (10000)"
@@ -109,7 +109,7 @@ class Server:
     def start(self, timeout: float = 60) -> None:
         command = [
             sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py",
-            "--bind", f"127.0.0.1:{self.port}", WSGI_APP,
+            "--bind", f"127.0.0.1:{self.port}", APP,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

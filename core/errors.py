@@ -9,6 +9,7 @@ class NucleusError(Exception):
     status = 400
     code = "bad_request"
     title = "Bad request"
+    retry_after: int | None = None  # seconds, sent as Retry-After: for refusals that pass with time
 
     def __init__(
         self, detail: str, *, code: str | None = None, errors: list[dict] | None = None, **extra: Any

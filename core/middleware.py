@@ -1,10 +1,17 @@
-"""Request ids on every response, and the request body limit enforced before anything reads the body."""
+"""Request ids on every response, and the request body limit enforced before anything reads the body.
+
+Nucleus' middleware works in both of Django's modes: synchronous for the requests served on request
+threads, asynchronous for long-polls on the event loop (nucleus_project/asgi.py), where a middleware
+that only works synchronously would hold a thread for the whole wait.
+"""
 
 import io
 import logging
 import time
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from core.api.problems import problem_response
 from core.principals import Principal
@@ -13,40 +20,68 @@ from core.request_id import request_id_from_header, reset_request_id, set_reques
 request_log = logging.getLogger("nucleus.request")
 
 
-class RequestIdMiddleware:
+class _BothModes:
+    """A middleware that is called synchronously or, in an asynchronous chain, awaited (_acall)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self._acall(request)
+        return self._call(request)
+
+
+class RequestIdMiddleware(_BothModes):
     """Take the caller's X-Request-ID (or make one), expose it to logs and history, echo it back.
 
     Logs one line per request: principal, method, path (no query string), status and duration.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        request_id = request_id_from_header(request.headers.get("X-Request-ID"))
-        request.request_id = request_id
-        token = set_request_id(request_id)
-        started = time.monotonic()
+    def _call(self, request):
+        token, started = self._begin(request)
         try:
             response = self.get_response(request)
-            response["X-Request-ID"] = request_id
-            if request_log.isEnabledFor(logging.INFO):
-                request_log.info(
-                    "%s %s %s",
-                    request.method,
-                    request.path,
-                    response.status_code,
-                    extra={
-                        "principal": principal_label(request),
-                        "method": request.method,
-                        "path": request.path,  # never the query string: a `where` filter holds record data
-                        "status_code": response.status_code,
-                        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                    },
-                )
+            self._end(request, response, started)
         finally:
             reset_request_id(token)
         return response
+
+    async def _acall(self, request):
+        token, started = self._begin(request)
+        try:
+            response = await self.get_response(request)
+            self._end(request, response, started)
+        finally:
+            reset_request_id(token)
+        return response
+
+    def _begin(self, request):
+        request.request_id = request_id_from_header(request.headers.get("X-Request-ID"))
+        return set_request_id(request.request_id), time.monotonic()
+
+    def _end(self, request, response, started: float) -> None:
+        response["X-Request-ID"] = request.request_id
+        if request_log.isEnabledFor(logging.INFO):
+            request_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "principal": principal_label(request),
+                    "method": request.method,
+                    "path": request.path,  # never the query string: a `where` filter holds record data
+                    "status_code": response.status_code,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+            )
 
 
 def principal_label(request) -> str:
@@ -91,7 +126,7 @@ def _unsized_body(environ) -> bool:
     return "HTTP_TRANSFER_ENCODING" in environ and not environ.get("CONTENT_LENGTH")
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(_BothModes):
     """413 for bodies over NUCLEUS_MAX_BODY_BYTES, judged by Content-Length before the body is read.
 
     A body without Content-Length that ChunkedBodyMiddleware could not size is a 411: Django would
@@ -99,10 +134,13 @@ class BodySizeLimitMiddleware:
     filter may hold one, and PostgreSQL cannot even compare text containing it.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
+    def _call(self, request):
+        return self._refusal(request) or self.get_response(request)
 
-    def __call__(self, request):
+    async def _acall(self, request):
+        return self._refusal(request) or await self.get_response(request)
+
+    def _refusal(self, request):
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in request.path or "%00" in query or "\x00" in query:
             return problem_response(400, "The URL contains a NUL character.", code="nul_in_url")
@@ -125,4 +163,29 @@ class BodySizeLimitMiddleware:
             )
         if length > limit:
             return problem_response(413, f"The request body is {length} bytes; the limit is {limit}.")
-        return self.get_response(request)
+        return None
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """whitenoise's static files, in either of Django's modes (whitenoise's own is synchronous only)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response, *args, **kwargs):
+        super().__init__(get_response, *args, **kwargs)
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.async_mode:
+            return self._acall(request)
+        return super().__call__(request)
+
+    async def _acall(self, request):
+        path = request.path_info
+        static_file = self.find_file(path) if self.autorefresh else self.files.get(path)
+        if static_file is not None:
+            return await sync_to_async(self.serve)(static_file, request)
+        return await self.get_response(request)

@@ -15,7 +15,7 @@ from django.db import connection, connections, router, transaction
 from django.db.models import Exists, F, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import Substr
 
-from core import rows
+from core import long_polls, rows
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from core.models import (
     KEY_PATTERN,
@@ -472,46 +472,25 @@ def events_page(
     return page.items, (page.last.offset if page.last else after), last_offset
 
 
-def wait_for_events(*, stream: Collection, after: int, timeout: float) -> None:
+def wait_for_events(*, stream: Collection, after: int, timeout: float, caller: str = "") -> None:
     """Return once the stream has an event after `after`, or when timeout seconds have passed.
 
-    Holds no transaction open while waiting. On PostgreSQL it LISTENs on the stream's channel on a
-    connection of its own (appenders NOTIFY on commit); on SQLite it checks every 100 ms.
+    Blocks this thread, holding no transaction; the process' stream watcher (core.long_polls) wakes it,
+    so the wait takes no database connection of its own. Servers that must not give a thread to a
+    waiting reader hand the wait to the event loop instead (EventListView.hand_off_wait).
     """
     require_stream(stream)
+    if timeout <= 0:
+        return
     deadline = time.monotonic() + timeout
-    if timeout <= 0 or stream_last_offset(stream.pk) > after:
-        return
-    if connection.vendor == "postgresql":
-        _wait_postgresql(stream.pk, after, deadline)
-        return
-    while (remaining := deadline - time.monotonic()) > 0:
-        time.sleep(min(0.1, remaining))
-        if stream_last_offset(stream.pk) > after:
-            return
-
-
-def _wait_postgresql(stream_id: int, after: int, deadline: float) -> None:
-    import psycopg
-
-    from core.services import stream_channel
-
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as listener:
-        listener.execute(f"LISTEN {stream_channel(stream_id)}")
-        # An append may have committed between our first look and the LISTEN: look again.
-        found = listener.execute(
-            "SELECT last_offset FROM core_collection WHERE id = %s", [stream_id]
-        ).fetchone()
-        if found is None or found[0] > after:
-            return
-        # Each notification carries the new last offset: one that does not pass `after` is no event for us.
-        while (remaining := deadline - time.monotonic()) > 0:
-            for notify in listener.notifies(timeout=remaining, stop_after=1):
-                if int(notify.payload) > after:
-                    return
+    watcher = long_polls.stream_watcher()
+    with watcher.subscribe(stream_id=stream.pk, after=after, caller=caller) as waiting:
+        # Subscribed before this read: an append committed after it wakes the wait.
+        while stream_last_offset(stream.pk) <= after:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or watcher.closed or not waiting.wait(remaining):
+                return
+            waiting.rearm()
 
 
 SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN[:-1] + r"\Z")

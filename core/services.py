@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, router, transaction
 from django.utils import timezone
 
-from core import bulk, rows
+from core import bulk, long_polls, rows
 from core.errors import (
     Conflict,
     ContentTooLarge,
@@ -1102,20 +1102,16 @@ def _append(
 
 def _move_head(stream_id: int, last_offset: int) -> None:
     """Store the stream's new last offset and wake long-polling readers when the transaction commits
-    (PostgreSQL NOTIFY, in the same statement; SQLite readers poll)."""
+    (PostgreSQL NOTIFY, in the same statement; on SQLite core.long_polls reads the offsets)."""
     update = f"UPDATE {rows.table(Collection)} SET last_offset = %s WHERE id = %s"  # noqa: S608
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
                 f"WITH moved AS ({update} RETURNING id) SELECT pg_notify(%s, %s) FROM moved",  # noqa: S608
-                [last_offset, stream_id, stream_channel(stream_id), str(last_offset)],
+                [last_offset, stream_id, long_polls.CHANNEL, long_polls.notification(stream_id, last_offset)],
             )
         else:
             cursor.execute(update, [last_offset, stream_id])
-
-
-def stream_channel(stream_id: int) -> str:
-    return f"nucleus_stream_{stream_id}"
 
 
 @transaction.atomic

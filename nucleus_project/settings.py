@@ -84,6 +84,15 @@ NUCLEUS_THROTTLE_RATE = env_str("NUCLEUS_THROTTLE_RATE", "6000/min")
 NUCLEUS_THROTTLE_OPERATOR_RATE = env_str("NUCLEUS_THROTTLE_OPERATOR_RATE", "off")
 parse_rate(NUCLEUS_THROTTLE_RATE, setting="NUCLEUS_THROTTLE_RATE")
 parse_rate(NUCLEUS_THROTTLE_OPERATOR_RATE, setting="NUCLEUS_THROTTLE_OPERATOR_RATE")
+# Long-polls (`GET /events/?wait=`) waiting at once in one server process (docs/operations.md, Long-polls):
+# past the total a long-poll gets 503, past one caller's share 429, both with Retry-After.
+NUCLEUS_LONG_POLL_MAX_WAITING = env_int("NUCLEUS_LONG_POLL_MAX_WAITING", 500)
+NUCLEUS_LONG_POLL_MAX_WAITING_PER_CALLER = env_int("NUCLEUS_LONG_POLL_MAX_WAITING_PER_CALLER", 100)
+if NUCLEUS_LONG_POLL_MAX_WAITING < 1 or NUCLEUS_LONG_POLL_MAX_WAITING_PER_CALLER < 1:
+    raise ImproperlyConfigured(
+        "NUCLEUS_LONG_POLL_MAX_WAITING and NUCLEUS_LONG_POLL_MAX_WAITING_PER_CALLER must be at least 1 "
+        "(long-polls waiting at once per server process, in all and per caller)."
+    )
 # Who may read /metrics (README, Metrics): signed-in operators, callers presenting NUCLEUS_METRICS_TOKEN,
 # and clients whose address is in NUCLEUS_METRICS_ALLOW_CIDRS: by default the loopback addresses while
 # DEBUG is on, and no network at all in production (a proxy on the same host would make everyone local).
@@ -133,7 +142,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.StaticFilesMiddleware",  # whitenoise, in both of Django's modes
     "core.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

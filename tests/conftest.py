@@ -7,6 +7,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from core import services
+from core.long_polls import stream_watcher
 from tests.actors import TEST_ACTOR
 
 
@@ -18,6 +19,14 @@ def pytest_runtest_setup(item):
     if os.environ.get("NUCLEUS_REQUIRE_POSTGRES") == "1":
         pytest.fail("This test needs PostgreSQL and NUCLEUS_REQUIRE_POSTGRES=1 forbids skipping it.")
     pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://... to run it")
+
+
+@pytest.fixture(autouse=True)
+def _stream_watcher_stopped():
+    """A test that long-polled leaves no watcher behind: its LISTEN connection would keep the test
+    database from being dropped, and its subscribers from being counted afresh."""
+    yield
+    stream_watcher().stop()
 
 
 def _client_for(name: str) -> APIClient:

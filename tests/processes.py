@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WSGI_APP = "nucleus_project.wsgi:application"
+APP = "nucleus_project.asgi:application"  # the Dockerfile's CMD serves the ASGI application
 SUBPROCESS_TIMEOUT = 60
 START_TIMEOUT = 20
 STOP_TIMEOUT = 15
@@ -71,7 +71,7 @@ def gunicorn_command(port: int, *options: str) -> list[str]:
         "--bind",
         f"127.0.0.1:{port}",
         *options,
-        WSGI_APP,
+        APP,
     ]
 
 

@@ -2,7 +2,7 @@
 docker-compose.yml is sound, and the image's command really serves Nucleus with DEBUG off.
 
 There is no Docker engine here, so the image's CMD runs on the host: the same gunicorn config and
-WSGI app, bound to 127.0.0.1 on a free port, against a fresh SQLite file.
+ASGI app, bound to 127.0.0.1 on a free port, against a fresh SQLite file.
 """
 
 import json
@@ -203,13 +203,13 @@ def test_healthcheck_asks_healthz_with_python():
 def test_cmd_runs_gunicorn_on_8011_and_never_migrates():
     command = image_cmd()
     assert command[0] == "gunicorn"
-    assert "nucleus_project.wsgi:application" in command
+    assert "nucleus_project.asgi:application" in command
     assert BIND_IN_IMAGE in command
     for arguments in arguments_of("CMD") + arguments_of("ENTRYPOINT"):
         assert "migrate" not in arguments
 
 
-def test_cmd_wsgi_module_and_settings_module_import(tmp_path):
+def test_cmd_application_module_and_settings_module_import(tmp_path):
     app = image_cmd()[-1]  # gunicorn's positional argument: module:callable
     assert re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", app), app
     module, attribute = app.split(":")

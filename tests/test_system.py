@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -104,13 +105,13 @@ def _read(tmp_path: Path, port: int) -> str:
     return (tmp_path / f"server-{port}.log").read_text(errors="replace")[-3000:]
 
 
-def _get(url: str) -> tuple[int, dict, dict]:
+def _get(url: str) -> tuple[int, Message, dict]:
     try:
         response = urllib.request.urlopen(url, timeout=15)
     except urllib.error.HTTPError as error:
         response = error
     with response:
-        return response.status, dict(response.headers), json.loads(response.read())
+        return response.status, response.headers, json.loads(response.read())
 
 
 def test_readyz_is_503_naming_the_check_when_migrations_are_pending(tmp_path):

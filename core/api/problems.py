@@ -107,7 +107,9 @@ def exception_handler(exc, context):
     headers = {}
     if isinstance(exc, NucleusError):
         body = problem(exc.status, exc.detail, code=exc.code, title=exc.title, errors=exc.errors, **exc.extra)
-        return Response(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
+        return Response(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
     if isinstance(exc, RequestDataTooBig):
         body = problem(413, "The request body is larger than 10 MiB.")
         return Response(body, status=413, content_type=PROBLEM_CONTENT_TYPE)

@@ -1,15 +1,21 @@
 """The core HTTP API: collections, grants and records. Views parse and shape; services decide."""
 
+import asyncio
+import contextvars
 import json
 import re
+import time
+from dataclasses import dataclass
 
+from django.db import close_old_connections
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from core import selectors, services
+from core import long_polls, selectors, services
 from core.api import serializers as s
 from core.api.base import NucleusAPIView, encode_json, etag, parse_etags
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
@@ -605,24 +611,79 @@ class EventListView(NucleusAPIView):
                 description="Long-poll up to this many seconds (0 to 30) for an event.",
             ),
         ],
-        responses={200: s.EventPageSerializer, **COMMON_ERRORS},
+        responses={
+            200: s.EventPageSerializer,
+            **COMMON_ERRORS,
+            429: _problem(
+                "Over the service's request rate, or (too_many_long_polls) holding as many waiting "
+                "long-polls as one caller may; Retry-After says when to try again."
+            ),
+            503: _problem(
+                "The database is unavailable or timed out, or (long_polls_exhausted) the server holds as "
+                "many waiting long-polls as it may; Retry-After says when to try again."
+            ),
+        },
     )
     def get(self, request, name):
-        stream = selectors.collection_for(
+        stream = self._readable_stream(name)
+        after, limit, wait = _query_int(request, "after", 0), self.query_limit(), _query_wait(request)
+        if wait > 0 and self.hand_off_wait:
+            return self._first_look(stream, after, limit, wait)
+        page = self._read(stream, after, limit)
+        if not page[0] and wait > 0:
+            selectors.wait_for_events(stream=stream, after=after, timeout=wait, caller=self.principal.label)
+            page = self._read(stream, after, limit)
+        return self._page(*page)
+
+    # Under the ASGI server (nucleus_project/asgi.py) a long-poll is served by events_long_poll: this
+    # view makes its checks and first read on a worker thread and hands the wait to the event loop.
+    hand_off_wait = False
+    long_poll: "LongPoll | None" = None
+
+    def _readable_stream(self, name: str) -> Collection:
+        return selectors.collection_for(
             principal=self.principal, name=name, need=Need.READ, perms=("core.view_event",)
         )
-        after, limit, wait = _query_int(request, "after", 0), self.query_limit(), _query_wait(request)
 
-        def page():
-            return selectors.events_page(
-                stream=stream, after=after, limit=limit, encode=lambda event: encode_json(event_body(event))
-            )
+    def _read(self, stream: Collection, after: int, limit: int) -> tuple[list[bytes], int, int]:
+        """The page's events encoded, its next_after and the stream's last offset (selectors.events_page)."""
+        return selectors.events_page(
+            stream=stream, after=after, limit=limit, encode=lambda event: encode_json(event_body(event))
+        )
 
-        events, next_after, last_offset = page()
-        if not events and wait > 0:
-            selectors.wait_for_events(stream=stream, after=after, timeout=wait)
-            events, next_after, last_offset = page()
+    def _page(self, events: list[bytes], next_after: int, last_offset: int) -> HttpResponse:
         return self.page_response(events, last_offset=last_offset, next_after=next_after)
+
+    def _first_look(self, stream: Collection, after: int, limit: int, wait: float) -> Response:
+        """The page, or, when it is empty, a subscription to wait on (self.long_poll) and no answer yet."""
+        deadline = time.monotonic() + wait
+        subscription = long_polls.stream_watcher().subscribe(
+            stream_id=stream.pk, after=after, caller=self.principal.label
+        )
+        try:  # subscribed before the read: an append committed after it wakes the wait
+            page = self._read(stream, after, limit)
+        except BaseException:
+            subscription.close()
+            raise
+        if page[0]:
+            subscription.close()
+            return self._page(*page)
+        self.long_poll = LongPoll(subscription, stream.name, after, limit, deadline)
+        return Response(status=status.HTTP_204_NO_CONTENT)  # never sent: events_long_poll answers
+
+    def resume(self) -> tuple[Response, bool]:
+        """After a handed-off wait: the page as it is now, with access checked again; and whether it
+        has events. Errors become problems, as DRF's dispatch would make them."""
+        poll = self.long_poll
+        found = False
+        try:
+            stream = self._readable_stream(poll.stream_name)
+            page = self._read(stream, poll.after, poll.limit)
+            found = bool(page[0])
+            response = self._page(*page)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        return self.finalize_response(self.request, response), found
 
     @extend_schema(
         operation_id="events_append",
@@ -702,6 +763,89 @@ class ConsumerListView(NucleusAPIView):
         )
         results = [consumer_body(position, position.stream_last_offset) for position in positions]
         return Response({"results": results, "next": self.next_url(cursor)})
+
+
+@dataclass
+class LongPoll:
+    """A long-poll handed to the event loop: what it waits on, and what to read when woken."""
+
+    subscription: long_polls.Subscription
+    stream_name: str
+    after: int
+    limit: int
+    deadline: float  # time.monotonic()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+_long_poll_view = EventListView.as_view(hand_off_wait=True)
+
+
+async def events_long_poll(request, name):
+    """GET events with wait under the ASGI server: the checks and reads run on the worker's request
+    threads (request.scope["nucleus.executor"]), the wait on the event loop, holding no thread and no
+    database connection. A client that goes away cancels the wait, which closes its subscription."""
+    executor = request.scope["nucleus.executor"]
+    first = asyncio.ensure_future(on_request_thread(executor, _first_look, request, name))
+    try:
+        response, view = await asyncio.shield(first)
+    except asyncio.CancelledError:  # the client left while the thread works: release what it subscribes
+        first.add_done_callback(_release_abandoned)
+        raise
+    poll = getattr(view, "long_poll", None)
+    if poll is None:
+        return response
+    watcher = poll.subscription.watcher
+    with poll.subscription:
+        while True:
+            woken = await poll.subscription.wait_async(poll.remaining())
+            poll.subscription.rearm()  # before reading: an append after the read wakes the next round
+            response, found = await on_request_thread(executor, _resumed, view)
+            if found or not woken or poll.remaining() <= 0 or watcher.closed:
+                return response
+
+
+def _first_look(request, name: str) -> tuple[Response, "EventListView | None"]:
+    """The view's checks and first read; its response rendered here unless the view is to wait."""
+    response = _long_poll_view(request, name=name)
+    view = getattr(response, "renderer_context", {}).get("view")
+    if getattr(view, "long_poll", None) is None and hasattr(response, "render"):
+        response.render()  # a page is an HttpResponse, its body already encoded; a problem is rendered
+    return response, view
+
+
+def _release_abandoned(first: asyncio.Future) -> None:
+    if first.cancelled() or first.exception() is not None:
+        return
+    _, view = first.result()
+    if (poll := getattr(view, "long_poll", None)) is not None:
+        poll.subscription.close()
+
+
+def _resumed(view: EventListView) -> tuple[Response, bool]:
+    response, found = view.resume()
+    if hasattr(response, "render"):  # a problem; a page's body is already encoded
+        response.render()
+    return response, found
+
+
+async def on_request_thread(executor, function, *args, **kwargs):
+    """function(*args, **kwargs) on one of the worker's request threads, in this task's context.
+
+    Obsolete or broken database connections are closed before and after, as Django does at the
+    start and end of every request it serves on a thread.
+    """
+
+    def run():
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor, context.run, run)
 
 
 class ConsumerDetailView(NucleusAPIView):

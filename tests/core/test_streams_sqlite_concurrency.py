@@ -10,6 +10,7 @@ import json
 import random
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -97,3 +98,58 @@ def test_concurrent_appenders_on_sqlite_get_gapless_offsets_in_their_own_order(s
         ]
         assert mine == sorted(mine), f"producer {producer}'s events are out of order"
         assert {sequence for sequence, _ in mine} == set(range(REQUESTS_PER_PRODUCER))
+
+
+def test_a_long_poll_on_sqlite_waits_without_a_thread_and_wakes_on_an_append(server):
+    """SQLite has no LISTEN: the worker's watcher reads the watched streams' offsets every 100 ms."""
+    gunicorn, token, _ = server
+    created = {"name": "ticks", "kind": "stream"}
+    status, body = _request(gunicorn.port, "POST", "/api/v1/collections/", token, created)
+    assert status == 201, body
+    path = "/api/v1/collections/ticks/events/"
+    answers: list = []
+
+    def long_poll() -> None:
+        answers.append(_request(gunicorn.port, "GET", f"{path}?wait=15", token))
+
+    # More long-polls than the server has request threads (2 workers x 4): they wait without one.
+    polls = [threading.Thread(target=long_poll) for _ in range(12)]
+    for poll in polls:
+        poll.start()
+    time.sleep(1)
+    assert not answers, "a long-poll answered before anything was appended"
+    status, body = _request(gunicorn.port, "GET", path, token)  # a request thread is free meanwhile
+    assert (status, body["results"]) == (200, [])
+
+    status, body = _request(gunicorn.port, "POST", path, token, {"events": [{"type": "tick", "data": {}}]})
+    assert status == 201, body
+    appended = time.monotonic()
+    for poll in polls:
+        poll.join(timeout=20)
+
+    assert time.monotonic() - appended < 5
+    assert len(answers) == 12
+    assert all(status == 200 and [e["type"] for e in body["results"]] == ["tick"] for status, body in answers)
+
+
+def test_head_long_polls_take_no_request_thread_either(server):
+    gunicorn, token, _ = server
+    created = {"name": "heads", "kind": "stream"}
+    status, body = _request(gunicorn.port, "POST", "/api/v1/collections/", token, created)
+    assert status == 201, body
+    waiting = []
+    for _ in range(12):  # more than the 2 x 4 request threads
+        client = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+        client.request(
+            "HEAD", "/api/v1/collections/heads/events/?wait=10", headers={"Authorization": f"Bearer {token}"}
+        )
+        waiting.append(client)
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        status, _ = _request(gunicorn.port, "GET", "/healthz", token)
+        assert status == 200
+        assert time.monotonic() - started < 2, "the HEAD long-polls held the request threads"
+    finally:
+        for client in waiting:
+            client.close()

@@ -105,8 +105,8 @@ class ChunkedBodyMiddleware:
     """WSGI middleware: gives a de-chunked request body the Content-Length without which Django reads none.
 
     Only where the server de-chunks the body and ends wsgi.input with it (gunicorn sets
-    wsgi.input_terminated). Reads at most one byte past NUCLEUS_MAX_BODY_BYTES into memory, so that
-    BodySizeLimitMiddleware refuses a longer body with 413 without holding more of it. Elsewhere (the
+    wsgi.input_terminated, the ASGI server always). Reads at most one byte past NUCLEUS_MAX_BODY_BYTES, so
+    that BodySizeLimitMiddleware refuses a longer body with 413 without holding more of it. Elsewhere (the
     development server) the body is left alone and BodySizeLimitMiddleware answers 411.
     """
 
@@ -114,11 +114,18 @@ class ChunkedBodyMiddleware:
         self.application = application
 
     def __call__(self, environ, start_response):
-        if environ.get("wsgi.input_terminated") and _unsized_body(environ):
+        if _input_terminated(environ) and _unsized_body(environ):
             body = environ["wsgi.input"].read(settings.NUCLEUS_MAX_BODY_BYTES + 1)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
         return self.application(environ, start_response)
+
+
+def _input_terminated(environ) -> bool:
+    """wsgi.input ends where the body does: gunicorn's own workers say so; under the ASGI server
+    (nucleus_project/asgi.py, a2wsgi puts the scope in the environ) uvicorn de-chunks the body and
+    a2wsgi's input ends with the last body message."""
+    return bool(environ.get("wsgi.input_terminated")) or "asgi.scope" in environ
 
 
 def _unsized_body(environ) -> bool:

@@ -18,16 +18,18 @@ other way round. Every error carries a JSON Pointer into the new schema.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from urllib.parse import unquote
 
+import jsonschema_rs
 from jsonschema import Draft7Validator, Draft202012Validator
-from jsonschema.exceptions import SchemaError
+
+from schemas.patterns import PATTERN_OPTIONS, is_supported, pattern_matches, pattern_problem
 
 MODES = (
     "NONE",
@@ -117,6 +119,9 @@ _IGNORED_BY = {
 }
 _KNOWN = ANNOTATIONS | set(_NUMERIC) | set(_STRING) | set(_ARRAY) | set(_OBJECT) | set(_LOGIC) | set(_OPAQUE)
 _MAX_DEPTH = 60
+# Steps of work one compatibility question may take (comparisons, value checks, pattern matches, and a
+# step per kilobyte of schema text compared); past it the answer is "incompatible: too complex".
+DEFAULT_BUDGET = 200_000
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,22 @@ class SchemaProblem(ValueError):
         super().__init__(message)
         self.message = message
         self.path = path
+
+
+class _BudgetExhausted(Exception):
+    """The comparison used up its work budget."""
+
+
+class _Budget:
+    """The steps of work left to one compatibility question, shared by all its comparisons."""
+
+    def __init__(self, steps: int):
+        self.total = self.left = steps
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise _BudgetExhausted
 
 
 # --- definitions: draft, validity, local references ----------------------------------------------
@@ -159,16 +180,47 @@ def _pointer(parts) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
+def _refuse_remote(uri: str):
+    raise ValueError(f"Nucleus never fetches schemas ({uri})")
+
+
+def _any_uri(value: str) -> bool:
+    return True  # as before: only `regex` among the metaschemas' formats is asserted
+
+
+@functools.cache
+def _metaschema_validator(draft07: bool):
+    """The draft's metaschema, compiled by jsonschema-rs, asserting the `regex` format as Nucleus runs it."""
+    cls = jsonschema_rs.Draft7Validator if draft07 else jsonschema_rs.Draft202012Validator
+    uri = DRAFT_07 + "#" if draft07 else "https://json-schema.org/draft/2020-12/schema"
+    return cls(
+        {"$ref": uri},
+        validate_formats=True,
+        formats={"regex": is_supported, "uri": _any_uri, "uri-reference": _any_uri},
+        retriever=_refuse_remote,
+    )
+
+
 def check_definition(definition) -> None:
-    """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local."""
+    """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local.
+
+    Every pattern must be ECMA-262 and run on the linear-time engine (schemas/patterns.py).
+    """
     if not isinstance(definition, dict | bool):
         raise SchemaProblem("A schema definition must be a JSON object (or a boolean).")
     cls = validator_class(definition)
-    try:
-        cls.check_schema(definition)
-    except SchemaError as exc:
-        raise SchemaProblem(f"Not a valid JSON Schema: {exc.message}", _pointer(exc.absolute_path)) from None
-    _check_refs(definition, definition, [])
+    error = next(_metaschema_validator(cls is Draft7Validator).iter_errors(definition), None)
+    if error is None:
+        _check_refs(definition, definition, [])
+        return
+    parts, message = list(error.instance_path), error.message
+    kinds = jsonschema_rs.ValidationErrorKind
+    if isinstance(error.kind, kinds.PropertyNames):  # a patternProperties name: point at it
+        error = error.kind.error
+        parts.append(error.instance)
+    if isinstance(error.kind, kinds.Format) and error.kind.format == "regex":
+        message = f"the pattern {json.dumps(error.instance)} {pattern_problem(error.instance)}"
+    raise SchemaProblem(f"Not a valid JSON Schema: {message}", _pointer(parts))
 
 
 def _check_refs(node, root, path) -> None:
@@ -225,8 +277,62 @@ def canonical(definition) -> str:
 # --- the subschema check --------------------------------------------------------------------------
 
 
+# Keywords whose value is a schema, a list of schemas, or an object of schemas (every draft Nucleus takes).
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "additionalProperties",
+        "additionalItems",
+        "items",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "contentSchema",
+    }
+)
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_ROOT_URI = "urn:nucleus:schema"
+
+
+def _absolute_refs(schema, found: dict):
+    """schema with its local references ("#...") made absolute against _ROOT_URI; values untouched.
+
+    Counts into found what it meets on the way: "patterns" (pattern and patternProperties) and "refs".
+    """
+    if not isinstance(schema, dict):
+        return schema
+    result = {}
+    for name, value in schema.items():
+        if name in ("$ref", "$dynamicRef") and isinstance(value, str) and value.startswith("#"):
+            value = _ROOT_URI + value
+            found["refs"] += 1
+        elif name == "pattern":
+            found["patterns"] += 1
+        elif name in _SCHEMA_MAPS and isinstance(value, dict):
+            if name == "patternProperties":
+                found["patterns"] += len(value)
+            value = {key: _absolute_refs(item, found) for key, item in value.items()}
+        elif name == "dependencies" and isinstance(value, dict):
+            value = {key: _absolute_refs(item, found) for key, item in value.items()}  # lists of names stay
+        elif name in _SCHEMA_LISTS and isinstance(value, list):
+            value = [_absolute_refs(item, found) for item in value]
+        elif name in _SCHEMA_KEYWORDS:
+            value = _absolute_refs(value, found)
+        result[name] = value
+    return result
+
+
 class _Side:
-    """One schema document: its root (for $ref and for validating values) and its draft."""
+    """One schema document: its root (for $ref and for validating values) and its draft.
+
+    Values are checked by jsonschema-rs with the engine and the options of record validation, so the
+    checker and validation never disagree about a value (a pattern above all).
+    """
 
     def __init__(self, root, name: str):
         self.root = root
@@ -234,18 +340,60 @@ class _Side:
         self.cls = validator_class(root)
         self.draft07 = self.cls is Draft7Validator
         self.ignored = _IGNORED_BY["draft-07" if self.draft07 else "2020-12"]
-        self.validator = self.cls(root)
+        self._registry = None
+        self._root_patterns = 0
+        # id(schema) -> (schema, validator, steps, patterns): the schema is kept so its id stays unique
+        self._validators: dict[int, tuple] = {}
 
-    def accepts(self, value, schema) -> bool:
-        """Whether the validator of this side accepts value under schema (normalized by _norm)."""
+    def _registry_of_root(self):
+        """The root in a registry under _ROOT_URI (without $id: every reference is local); built once."""
+        if self._registry is None:
+            root = {k: v for k, v in self.root.items() if k != "$id"} if isinstance(self.root, dict) else {}
+            found = {"patterns": 0, "refs": 0}
+            _absolute_refs(root, found)
+            self._root_patterns = found["patterns"]
+            draft = jsonschema_rs.Draft7 if self.draft07 else jsonschema_rs.Draft202012
+            self._registry = jsonschema_rs.Registry([(_ROOT_URI, root)], draft=draft)
+        return self._registry
+
+    def validator(self, schema) -> tuple:
+        """(validator, steps, patterns) of schema (normalized by _norm): record validation's rules for it.
+
+        Checking a value costs the steps, which grow with the schema's size (an enum, say), and up to a
+        step per character of the value for each pattern the schema may apply (the worst pattern
+        schemas/patterns.py admits costs about that); what a $ref reaches counts as the whole root.
+        """
+        cached = self._validators.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1:]
+        spelled = schema
         if self.draft07 and isinstance(schema, dict) and "prefixItems" in schema:
-            schema = dict(schema)  # back to draft-07 spelling; prefixItems exists only from _norm here
-            rest = schema.pop("items", None)
-            schema.pop("additionalItems", None)
-            schema["items"] = schema.pop("prefixItems")
+            spelled = dict(schema)  # back to draft-07 spelling; prefixItems exists only from _norm here
+            rest = spelled.pop("items", None)
+            spelled.pop("additionalItems", None)
+            spelled["items"] = spelled.pop("prefixItems")
             if rest is not None:
-                schema["additionalItems"] = rest
-        return self.validator.evolve(schema=schema).is_valid(value)
+                spelled["additionalItems"] = rest
+        registry = self._registry_of_root()
+        found = {"patterns": 0, "refs": 0}
+        absolute = _absolute_refs(spelled, found)
+        patterns = found["patterns"] + (self._root_patterns if found["refs"] else 0)
+        cls = jsonschema_rs.Draft7Validator if self.draft07 else jsonschema_rs.Draft202012Validator
+        try:
+            validator = cls(
+                absolute,
+                validate_formats=False,
+                pattern_options=PATTERN_OPTIONS,
+                registry=registry,
+                retriever=_refuse_remote,
+            )
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError) as exc:
+            # e.g. a version stored before patterns had to run on the linear-time engine
+            message = str(getattr(exc, "message", exc)).splitlines()[0]
+            raise SchemaProblem(f"The {self.name} schema cannot be evaluated here: {message}.") from None
+        steps = 1 + len(canonical(spelled)) // (16 * 1024)
+        self._validators[id(schema)] = (schema, validator, steps, patterns)
+        return validator, steps, patterns
 
 
 def _norm(schema, side: _Side):
@@ -319,9 +467,10 @@ def _conjunct_path(schema, path: str, index: int) -> str:
 
 
 class _Checker:
-    def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool):
+    def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool, budget: _Budget):
         self.narrow, self.wide = narrow, wide
         self.new_is_wide = new_is_wide
+        self.budget = budget
         # pairs being compared through $ref, with the document depth at which each comparison started
         self.assumed: dict[tuple[str, str], int] = {}
         self.doc_depth = 0  # how many objects/arrays deep into the document the comparison has gone
@@ -332,6 +481,17 @@ class _Checker:
 
     def _names(self) -> tuple[str, str]:
         return self.narrow.name, self.wide.name
+
+    def _accepts(self, side: _Side, value, schema) -> bool:
+        """Whether record validation accepts value under schema on side."""
+        validator, steps, patterns = side.validator(schema)
+        self.budget.spend(steps + (patterns * len(canonical(value)) if patterns else 0))
+        return validator.is_valid(value)
+
+    def _matches(self, pattern: str, name: str) -> bool:
+        """Whether pattern matches name; a step, and one per character (the worst pattern's cost)."""
+        self.budget.spend(1 + len(name))
+        return pattern_matches(pattern, name)
 
     def _deref(self, schema, path: str, side: _Side, depth: int = 0):
         """Follow $ref (merging sibling keywords as allOf); returns (schema, path of what was reached)."""
@@ -359,6 +519,7 @@ class _Checker:
 
     def subset(self, n, pn: str, w, pw: str, depth: int = 0) -> list[Incompatibility]:
         """Errors unless every document valid under n (narrow) is valid under w (wide)."""
+        self.budget.spend()
         if depth > _MAX_DEPTH:
             return self._error(
                 pn, pw, "The schemas nest too deeply to be compared; treating the change as incompatible."
@@ -398,8 +559,12 @@ class _Checker:
                 f"The {wn} schema accepts nothing at this point, where the {nn} one accepts documents.",
             )
         same_draft = self.narrow.cls is self.wide.cls
-        if same_draft and canonical(n) == canonical(w) and '"$ref"' not in canonical(n):
-            return []
+        # `==` first: cheap, and false whenever the texts differ (though 1 == 1.0 == true, so not enough)
+        if same_draft and n == w:
+            n_text, w_text = canonical(n), canonical(w)
+            self.budget.spend((len(n_text) + len(w_text)) // 1024)  # comparing big schemas is work too
+            if n_text == w_text and '"$ref"' not in n_text:
+                return []
 
         # the wide side: conjunctions, disjunctions and negation
         if "allOf" in w:
@@ -500,9 +665,9 @@ class _Checker:
         nn, wn = self._names()
         errors = []
         for value in values:
-            if not self.narrow.accepts(value, n):
+            if not self._accepts(self.narrow, value, n):
                 continue  # enum values the narrow schema rejects anyway (e.g. by its type)
-            if not self.wide.accepts(value, w):
+            if not self._accepts(self.wide, value, w):
                 errors += self._error(
                     pn, pw, f"{_show([value])} is valid under the {nn} schema but not under the {wn} one."
                 )
@@ -555,6 +720,7 @@ class _Checker:
 
     def disjoint(self, a, b) -> bool:
         """True only if provably no document satisfies both a (narrow side) and b (wide side)."""
+        self.budget.spend()
         a = self._deref(a, "", self.narrow)[0]
         b = self._deref(b, "", self.wide)[0]
         if _is_false(a) or _is_false(b):
@@ -564,9 +730,13 @@ class _Checker:
             return True
         a_values, b_values = _finite_values(a), _finite_values(b)
         if a_values is not None:
-            return all(not self.narrow.accepts(v, a) or not self.wide.accepts(v, b) for v in a_values)
+            return all(
+                not self._accepts(self.narrow, v, a) or not self._accepts(self.wide, v, b) for v in a_values
+            )
         if b_values is not None:
-            return all(not self.wide.accepts(v, b) or not self.narrow.accepts(v, a) for v in b_values)
+            return all(
+                not self._accepts(self.wide, v, b) or not self._accepts(self.narrow, v, a) for v in b_values
+            )
         a_props, b_props = a.get("properties", {}), b.get("properties", {})
         a_is_object = ta is not None and ta == {"object"}
         for name in set(a.get("required", [])) & set(a_props) & set(b_props):
@@ -736,30 +906,23 @@ class _Checker:
                     "more.",
                 )
 
-        try:
-            n_matchers = {p: re.compile(p) for p in n_patterns}
-            w_matchers = {p: re.compile(p) for p in w_patterns}
-        except re.error as exc:
-            return errors + self._error(
-                pn, f"{pw}/patternProperties", f"A patternProperties pattern cannot be analysed: {exc}."
-            )
-
-        # each named property: what the narrow side allows there must fit what the wide side requires
-        for name in sorted(set(n_props) | set(w_props)):
-            unclear = _dialect_dependent(name, [*n_patterns, *w_patterns])
-            if unclear is not None:
-                pattern_path = f"{pw}/patternProperties/{_escape(unclear)}" if unclear in w_patterns else pw
-                errors += self._error(
+        for pattern in (*n_patterns, *w_patterns):
+            self.budget.spend()
+            problem = pattern_problem(pattern)
+            if problem is not None:  # only in a version stored before the definition check refused it
+                return errors + self._error(
                     pn,
-                    pattern_path,
-                    f"Whether property '{name}' matches the pattern {unclear!r} depends on the regular "
-                    "expression dialect (Python's and ECMA-262's differ); Nucleus cannot compare it.",
+                    f"{pw}/patternProperties",
+                    f"A patternProperties pattern cannot be analysed: {json.dumps(pattern)} {problem}",
                 )
-                continue
+
+        # each named property: what the narrow side allows there must fit what the wide side requires;
+        # names are matched by the engine and the rules of record validation (schemas/patterns.py)
+        for name in sorted(set(n_props) | set(w_props)):
             if name in n_props:
                 n_schema, n_path = n_props[name], f"{pn}/properties/{_escape(name)}"
             else:
-                matching = [p for p, rx in n_matchers.items() if rx.search(name)]
+                matching = [p for p in n_patterns if self._matches(p, name)]
                 if matching:
                     n_schema, n_path = (
                         n_patterns[matching[0]],
@@ -774,8 +937,8 @@ class _Checker:
                 w_parts.append((w_props[name], f"{pw}/properties/{_escape(name)}"))
             w_parts += [
                 (w_patterns[p], f"{pw}/patternProperties/{_escape(p)}")
-                for p, rx in w_matchers.items()
-                if rx.search(name)
+                for p in w_patterns
+                if self._matches(p, name)
             ]
             if not w_parts:
                 w_parts.append((w_extra, f"{pw}/additionalProperties"))
@@ -829,18 +992,6 @@ def _array_keywords(schema: dict, side: _Side) -> tuple[str, str]:
     if side.draft07 and "prefixItems" in schema:  # only _norm puts prefixItems into a draft-07 schema
         return "items", "additionalItems"
     return "prefixItems", "items"
-
-
-def _dialect_dependent(name: str, patterns) -> str | None:
-    """A pattern that matches name under Python's Unicode rules but not ASCII ones, or the reverse.
-
-    The checker matches with Python's `re`; jsonschema-rs uses ECMA-262 rules, where `\\d` and `\\w`
-    are ASCII only. Where the two disagree on a name, which schema applies to it is not known.
-    """
-    for pattern in patterns:
-        if bool(re.search(pattern, name)) != bool(re.search(pattern, name, re.ASCII)):
-            return pattern
-    return None
 
 
 def _escape(part: str) -> str:
@@ -988,11 +1139,18 @@ def _merge_all(schema: dict, deref) -> dict | None:
 
 
 def subschema_errors(
-    narrow, wide, *, narrow_name="old", wide_name="new", new_is_wide=True
+    narrow, wide, *, narrow_name="old", wide_name="new", new_is_wide=True, budget: int = DEFAULT_BUDGET
 ) -> list[Incompatibility]:
-    """Why `wide` may reject a document that `narrow` accepts; empty when it provably never does."""
-    checker = _Checker(_Side(narrow, narrow_name), _Side(wide, wide_name), new_is_wide)
+    """Why `wide` may reject a document that `narrow` accepts; empty when it provably never does.
+
+    Takes at most `budget` steps of work; past them the answer is one error: too complex to prove.
+    """
+    return _subschema_errors(narrow, wide, narrow_name, wide_name, new_is_wide, _Budget(budget))
+
+
+def _subschema_errors(narrow, wide, narrow_name, wide_name, new_is_wide, budget: _Budget):
     try:
+        checker = _Checker(_Side(narrow, narrow_name), _Side(wide, wide_name), new_is_wide, budget)
         return _dedupe(checker.subset(narrow, "", wide, ""))
     except SchemaProblem as exc:
         return [Incompatibility(exc.path, exc.message)]
@@ -1002,6 +1160,16 @@ def subschema_errors(
                 "", "The schemas nest too deeply to be compared; treating the change as incompatible."
             )
         ]
+    except _BudgetExhausted:
+        return [_too_complex(budget)]
+
+
+def _too_complex(budget: _Budget) -> Incompatibility:
+    return Incompatibility(
+        "",
+        f"The change is too complex to prove compatible: comparing the schemas needs more than the "
+        f"checker's budget of {budget.total} steps, so Nucleus treats it as incompatible.",
+    )
 
 
 def _dedupe(errors: list[Incompatibility]) -> list[Incompatibility]:
@@ -1013,19 +1181,27 @@ def _dedupe(errors: list[Incompatibility]) -> list[Incompatibility]:
     return unique
 
 
-def compatibility_errors(mode: str, new, previous: list) -> list[Incompatibility]:
-    """Incompatibilities of `new` against `previous` (oldest first) under a registry mode."""
+def compatibility_errors(
+    mode: str, new, previous: list, *, budget: int = DEFAULT_BUDGET
+) -> list[Incompatibility]:
+    """Incompatibilities of `new` against `previous` (oldest first) under a registry mode.
+
+    All the comparisons of one question share `budget` steps of work (see subschema_errors).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown compatibility mode {mode!r}")
     if mode == "NONE" or not previous:
         return []
     against = previous if mode.endswith("_TRANSITIVE") else previous[-1:]
     first_version = len(previous) - len(against) + 1
+    shared = _Budget(budget)
     errors: list[Incompatibility] = []
     for offset, old in enumerate(against):
         label = f"version {first_version + offset}"
         if mode.startswith(("BACKWARD", "FULL")):
-            errors += subschema_errors(old, new, narrow_name=label, wide_name="new")
+            errors += _subschema_errors(old, new, label, "new", True, shared)
         if mode.startswith(("FORWARD", "FULL")):
-            errors += subschema_errors(new, old, narrow_name="new", wide_name=label, new_is_wide=False)
+            errors += _subschema_errors(new, old, "new", label, False, shared)
+        if shared.left < 0:
+            break  # the rest could only repeat that the question is too complex
     return _dedupe(errors)

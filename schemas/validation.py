@@ -4,6 +4,7 @@ Validators are compiled by jsonschema-rs (hundreds of times faster than pure Pyt
 records) and cached per process by fingerprint: a version is immutable, so its fingerprint names
 exactly one definition, and the cache never needs invalidating. Formats are annotations, as in the
 compatibility checker; references are local only (checked at registration), so nothing is fetched.
+Patterns run on the linear-time engine of schemas/patterns.py, never a backtracking one.
 """
 
 import functools
@@ -12,7 +13,9 @@ import json
 import jsonschema_rs
 from jsonschema import Draft7Validator
 
+from core.errors import Conflict
 from schemas.compat import validator_class
+from schemas.patterns import PATTERN_OPTIONS
 
 MAX_ERRORS = 20
 
@@ -29,7 +32,18 @@ def _compiled(fingerprint: str, definition_text: str):
         if validator_class(definition) is Draft7Validator
         else jsonschema_rs.Draft202012Validator
     )
-    return cls(definition, validate_formats=False, retriever=_refuse_remote)
+    try:
+        return cls(
+            definition, validate_formats=False, retriever=_refuse_remote, pattern_options=PATTERN_OPTIONS
+        )
+    except jsonschema_rs.ValidationError as exc:
+        # Only a version stored before registration refused patterns the linear-time engine cannot run.
+        reason = exc.message.splitlines()[0]
+        raise Conflict(
+            f"This schema version cannot be evaluated ({reason}): it uses a regular expression Nucleus no "
+            "longer runs. Register a new version without it.",
+            code="schema_unsupported",
+        ) from None
 
 
 _by_fingerprint: dict = {}

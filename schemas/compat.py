@@ -201,6 +201,19 @@ def _metaschema_validator(draft07: bool):
     )
 
 
+def _deepest(error):
+    """Into the branches of an anyOf or oneOf error while one goes deeper into the definition (like
+    jsonschema's best_match): draft-07 `items` is a schema or an array, and its pattern is what failed."""
+    while branches := getattr(error.kind, "context", None):
+        deeper = max(
+            (e for branch in branches for e in branch), key=lambda e: len(e.instance_path), default=error
+        )
+        if len(deeper.instance_path) <= len(error.instance_path):
+            break
+        error = deeper
+    return error
+
+
 def check_definition(definition) -> None:
     """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local.
 
@@ -213,6 +226,7 @@ def check_definition(definition) -> None:
     if error is None:
         _check_refs(definition, definition, [])
         return
+    error = _deepest(error)
     parts, message = list(error.instance_path), error.message
     kinds = jsonschema_rs.ValidationErrorKind
     if isinstance(error.kind, kinds.PropertyNames):  # a patternProperties name: point at it

@@ -1,12 +1,13 @@
 """Every write of the schema registry, and the checks that guard stored data when schemas change."""
 
 import hashlib
+import json
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ContentTooLarge, ValidationFailed
 from core.models import Collection, Service
 from core.principals import Actor
 from core.validation import find_problem
@@ -68,7 +69,27 @@ def schema_update(
     return schema
 
 
+def _check_size(definition) -> None:
+    """Refuse (413) a definition larger than NUCLEUS_SCHEMA_MAX_BYTES as compact UTF-8 JSON."""
+    limit = settings.NUCLEUS_SCHEMA_MAX_BYTES
+    try:
+        text = json.dumps(definition, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        return  # find_problem names the depth instead
+    # surrogatepass: a lone surrogate is refused by find_problem, with its path, after this
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        message = f"is {size} bytes as compact JSON; the limit is {limit}."
+        raise ContentTooLarge(
+            f"/definition {message}",
+            code="schema_too_large",
+            errors=[{"path": "/definition", "message": message}],
+        )
+
+
 def _checked_definition(definition) -> str:
+    # Cost first: nothing else is done with a definition over the size limit.
+    _check_size(definition)
     # What the database cannot store (NUL, unpaired surrogates) or the checks cannot recurse into.
     storable = find_problem(definition, "/definition", 1, settings.NUCLEUS_MAX_JSON_DEPTH)
     if storable:
@@ -97,7 +118,10 @@ def _checked_definition(definition) -> str:
 def _evaluate(schema: Schema, definition, fingerprint: str, *, lock: bool) -> tuple[list, dict]:
     previous = list(schema.versions.order_by("version").values_list("definition", flat=True))
     incompatibilities = [
-        e.as_dict() for e in compatibility_errors(schema.compatibility, definition, previous)
+        e.as_dict()
+        for e in compatibility_errors(
+            schema.compatibility, definition, previous, budget=settings.NUCLEUS_SCHEMA_COMPAT_BUDGET
+        )
     ]
     collections = Collection.objects.filter(schema=schema).order_by("name")
     if lock:

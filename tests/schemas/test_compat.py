@@ -20,6 +20,7 @@ from schemas.compat import (
     subschema_errors,
     validator_class,
 )
+from tests.schemas.schema_support import nested_any_of
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 STRING = {"type": "string"}
@@ -920,13 +921,6 @@ def test_a_name_that_takes_a_backtracking_engine_exponential_time_is_matched_at_
 
 
 # --- the work budget ---------------------------------------------------------------------------------
-
-
-def nested_any_of(depth: int, leaf: dict) -> dict:
-    """anyOf trees whose comparison is exponential in depth (every narrow leaf against every wide one)."""
-    if depth == 0:
-        return leaf
-    return {"anyOf": [nested_any_of(depth - 1, leaf), nested_any_of(depth - 1, {**leaf, "minLength": depth})]}
 
 
 TOO_COMPLEX = {

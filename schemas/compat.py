@@ -11,6 +11,11 @@ why. It follows the conventions of the widely used Kafka schema registries for J
 are sound: an object that allows additional properties is open, so adding a property to it, or closing
 it, is not backward compatible.
 
+Values and property names are checked by jsonschema-rs with the options of record validation (patterns
+on the linear-time engine of schemas/patterns.py), so the checker and validation agree on them. Its work
+is bounded: one question may take `budget` steps (DEFAULT_BUDGET unless the caller says), and past them
+the answer is one error, "too complex to prove compatible".
+
 Conventions: "narrow" is the schema whose documents must all be accepted, "wide" the one that must
 accept them. In BACKWARD mode narrow is the previous version and wide the new one; in FORWARD mode the
 other way round. Every error carries a JSON Pointer into the new schema.
@@ -29,7 +34,14 @@ from urllib.parse import unquote
 import jsonschema_rs
 from jsonschema import Draft7Validator, Draft202012Validator
 
-from schemas.patterns import PATTERN_OPTIONS, is_supported, pattern_matches, pattern_problem
+from schemas.patterns import (
+    DEFINITION_PATTERNS_LIMIT,
+    PATTERN_OPTIONS,
+    is_supported,
+    pattern_matches,
+    pattern_problem,
+    pattern_weight,
+)
 
 MODES = (
     "NONE",
@@ -222,6 +234,7 @@ def check_definition(definition) -> None:
     if not isinstance(definition, dict | bool):
         raise SchemaProblem("A schema definition must be a JSON object (or a boolean).")
     cls = validator_class(definition)
+    _check_patterns(definition)
     error = next(_metaschema_validator(cls is Draft7Validator).iter_errors(definition), None)
     if error is None:
         _check_refs(definition, definition, [])
@@ -235,6 +248,51 @@ def check_definition(definition) -> None:
     if isinstance(error.kind, kinds.Format) and error.kind.format == "regex":
         message = f"the pattern {json.dumps(error.instance)} {pattern_problem(error.instance)}"
     raise SchemaProblem(f"Not a valid JSON Schema: {message}", _pointer(parts))
+
+
+def _patterns(schema, path: list):
+    """(pattern, path) of every pattern and patternProperties name in schema positions of schema."""
+    if not isinstance(schema, dict):
+        return
+    for name, value in schema.items():
+        if name == "pattern" and isinstance(value, str):
+            yield value, [*path, name]
+        elif name in _SCHEMA_MAPS and isinstance(value, dict):
+            for key, item in value.items():
+                if name == "patternProperties":
+                    yield key, [*path, name, key]
+                yield from _patterns(item, [*path, name, key])
+        elif name == "dependencies" and isinstance(value, dict):
+            for key, item in value.items():
+                yield from _patterns(item, [*path, name, key])
+        elif name in _SCHEMA_LISTS and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from _patterns(item, [*path, name, index])
+        elif name in _SCHEMA_KEYWORDS:
+            yield from _patterns(value, [*path, name])
+
+
+def _check_patterns(definition) -> None:
+    """Raise SchemaProblem for a pattern Nucleus refuses, or when the distinct patterns of the definition
+    weigh more than DEFINITION_PATTERNS_LIMIT together; stops compiling as soon as either is known."""
+    seen, total = set(), 0
+    for pattern, path in _patterns(definition, []):
+        if pattern in seen:
+            continue
+        weight = pattern_weight(pattern)
+        if weight is None:
+            message = f"Not a valid JSON Schema: the pattern {json.dumps(pattern)} {pattern_problem(pattern)}"
+            raise SchemaProblem(message, _pointer(path))
+        seen.add(pattern)
+        total += weight
+        if total > DEFINITION_PATTERNS_LIMIT:
+            raise SchemaProblem(
+                f"The {len(seen)} distinct patterns up to this one compile to more than "
+                f"{DEFINITION_PATTERNS_LIMIT // 2**20} MiB together, the most one definition may hold (each "
+                "weighs 1 to 256 KiB: most ASCII patterns 1 to 16, one with \\p{...} classes 64 or 256); use "
+                "fewer distinct patterns, or simpler ones.",
+                _pointer(path),
+            )
 
 
 def _check_refs(node, root, path) -> None:
@@ -316,7 +374,8 @@ _ROOT_URI = "urn:nucleus:schema"
 def _absolute_refs(schema, found: dict):
     """schema with its local references ("#...") made absolute against _ROOT_URI; values untouched.
 
-    Counts into found what it meets on the way: "patterns" (pattern and patternProperties) and "refs".
+    Counts into found what it meets on the way: "refs", "patterns" (pattern and patternProperties), and
+    their "weight" (schemas/patterns.py).
     """
     if not isinstance(schema, dict):
         return schema
@@ -325,11 +384,13 @@ def _absolute_refs(schema, found: dict):
         if name in ("$ref", "$dynamicRef") and isinstance(value, str) and value.startswith("#"):
             value = _ROOT_URI + value
             found["refs"] += 1
-        elif name == "pattern":
+        elif name == "pattern" and isinstance(value, str):
             found["patterns"] += 1
+            found["weight"] += pattern_weight(value) or 0
         elif name in _SCHEMA_MAPS and isinstance(value, dict):
             if name == "patternProperties":
                 found["patterns"] += len(value)
+                found["weight"] += sum(pattern_weight(key) or 0 for key in value)
             value = {key: _absolute_refs(item, found) for key, item in value.items()}
         elif name == "dependencies" and isinstance(value, dict):
             value = {key: _absolute_refs(item, found) for key, item in value.items()}  # lists of names stay
@@ -355,7 +416,7 @@ class _Side:
         self.draft07 = self.cls is Draft7Validator
         self.ignored = _IGNORED_BY["draft-07" if self.draft07 else "2020-12"]
         self._registry = None
-        self._root_patterns = 0
+        self._root_found = {"patterns": 0, "weight": 0, "refs": 0}
         # id(schema) -> (schema, validator, steps, patterns): the schema is kept so its id stays unique
         self._validators: dict[int, tuple] = {}
 
@@ -363,19 +424,19 @@ class _Side:
         """The root in a registry under _ROOT_URI (without $id: every reference is local); built once."""
         if self._registry is None:
             root = {k: v for k, v in self.root.items() if k != "$id"} if isinstance(self.root, dict) else {}
-            found = {"patterns": 0, "refs": 0}
-            _absolute_refs(root, found)
-            self._root_patterns = found["patterns"]
+            _absolute_refs(root, self._root_found)
             draft = jsonschema_rs.Draft7 if self.draft07 else jsonschema_rs.Draft202012
             self._registry = jsonschema_rs.Registry([(_ROOT_URI, root)], draft=draft)
         return self._registry
 
-    def validator(self, schema) -> tuple:
+    def validator(self, schema, spend) -> tuple:
         """(validator, steps, patterns) of schema (normalized by _norm): record validation's rules for it.
 
-        Checking a value costs the steps, which grow with the schema's size (an enum, say), and up to a
-        step per character of the value for each pattern the schema may apply (the worst pattern
-        schemas/patterns.py admits costs about that); what a $ref reaches counts as the whole root.
+        Compiling it first spends (through `spend`) a step per 256 bytes its patterns weigh, and the first
+        compilation of the side a step per KiB of its root. Checking a value then costs the steps, which
+        grow with the schema's size (an enum, say), and up to a step per character of the value for each
+        of the patterns (the worst pattern schemas/patterns.py admits costs about that). What a $ref
+        reaches counts as the whole root.
         """
         cached = self._validators.get(id(schema))
         if cached is not None and cached[0] is schema:
@@ -388,10 +449,14 @@ class _Side:
             spelled["items"] = spelled.pop("prefixItems")
             if rest is not None:
                 spelled["additionalItems"] = rest
+        if self._registry is None:
+            spend(len(canonical(self.root)) // 1024)
         registry = self._registry_of_root()
-        found = {"patterns": 0, "refs": 0}
+        found = {"patterns": 0, "weight": 0, "refs": 0}
         absolute = _absolute_refs(spelled, found)
-        patterns = found["patterns"] + (self._root_patterns if found["refs"] else 0)
+        if found["refs"]:
+            found = {key: found[key] + self._root_found[key] for key in found}
+        spend(found["weight"] // 256)
         cls = jsonschema_rs.Draft7Validator if self.draft07 else jsonschema_rs.Draft202012Validator
         try:
             validator = cls(
@@ -406,8 +471,8 @@ class _Side:
             message = str(getattr(exc, "message", exc)).splitlines()[0]
             raise SchemaProblem(f"The {self.name} schema cannot be evaluated here: {message}.") from None
         steps = 1 + len(canonical(spelled)) // (16 * 1024)
-        self._validators[id(schema)] = (schema, validator, steps, patterns)
-        return validator, steps, patterns
+        self._validators[id(schema)] = (schema, validator, steps, found["patterns"])
+        return validator, steps, found["patterns"]
 
 
 def _norm(schema, side: _Side):
@@ -498,7 +563,7 @@ class _Checker:
 
     def _accepts(self, side: _Side, value, schema) -> bool:
         """Whether record validation accepts value under schema on side."""
-        validator, steps, patterns = side.validator(schema)
+        validator, steps, patterns = side.validator(schema, self.budget.spend)
         self.budget.spend(steps + (patterns * len(canonical(value)) if patterns else 0))
         return validator.is_valid(value)
 

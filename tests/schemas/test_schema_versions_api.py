@@ -238,7 +238,7 @@ def test_the_size_limit_is_a_setting(owner, settings):
         ({"propertyNames": {"pattern": "(?<!x)y"}}, "/definition/propertyNames/pattern", "lookaround"),
         ({"$defs": {"code": {"pattern": "[a-"}}}, "/definition/$defs/code/pattern", "not an ECMA-262"),
         ({"pattern": "^[a-z]+\\Z"}, "/definition/pattern", "not an ECMA-262"),
-        ({"pattern": "^\\p{L}{1,50}$"}, "/definition/pattern", "64 KiB"),
+        ({"pattern": "^\\p{L}{1,50}$"}, "/definition/pattern", "256 KiB"),
         ({"$schema": DRAFT_07, "items": {"pattern": "(?=a)"}}, "/definition/items/pattern", "lookaround"),
     ],
 )
@@ -251,6 +251,32 @@ def test_a_pattern_the_linear_time_engine_cannot_run_is_a_422_saying_why(owner, 
     assert error_paths(body) == [path]
     assert words in body["errors"][0]["message"]
     assert version_numbers(schema) == []
+
+
+def test_patterns_weighing_more_than_4_mib_together_are_a_422_and_compiling_stops_there(owner):
+    """Each \\p{L}\\p{Ll}... pattern compiles to about 256 KiB; 11000 of them would take gigabytes."""
+    schema = make_schema(owner.service, "people")
+    definition = obj({}, patternProperties={f"\\p{{L}}\\p{{Ll}}{i}": {} for i in range(11000)})
+    assert len(json.dumps(definition, separators=(",", ":"))) < 256 * 1024
+
+    response = register(owner, "people", definition)
+
+    body = assert_problem(response, 422, "invalid_schema")
+    assert error_paths(body) == ["/definition/patternProperties/\\p{L}\\p{Ll}16"]
+    assert (
+        "The 17 distinct patterns up to this one compile to more than 4 MiB" in body["errors"][0]["message"]
+    )
+    assert version_numbers(schema) == []
+
+
+def test_a_pattern_used_many_times_weighs_once(owner):
+    make_schema(owner.service, "people")
+    letters = {"type": "string", "pattern": "^\\p{L}[\\p{L}\\p{N}]*$"}
+    definition = obj({f"p{i}": letters for i in range(200)})
+
+    response = register(owner, "people", definition)
+
+    assert response.status_code == 201, response.content
 
 
 def test_an_ecma_262_unicode_property_pattern_is_registered(owner):

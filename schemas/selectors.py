@@ -8,7 +8,7 @@ from django.db.models import Max, QuerySet
 from core.errors import NotFound
 from core.models import Record
 from schemas.models import Schema, SchemaVersion
-from schemas.validation import compiled_validator
+from schemas.validation import stored_validator
 
 SAMPLE_KEYS = 10
 
@@ -49,7 +49,7 @@ def bound_validator(
     """The compiled validator of one schema version (loaded and compiled only on first use)."""
     if schema_id is None or version is None:
         return None
-    validator = compiled_validator(
+    validator = stored_validator(
         fingerprint,
         lambda: SchemaVersion.objects.values_list("definition", flat=True).get(
             schema_id=schema_id, version=version

@@ -14,7 +14,7 @@ from core.validation import find_problem
 from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
 from schemas.models import Compatibility, Schema, SchemaVersion
 from schemas.selectors import invalid_records
-from schemas.validation import compiled_validator
+from schemas.validation import compiled_validator, stored_validator
 
 
 def fingerprint_of(definition) -> str:
@@ -97,8 +97,10 @@ def _checked_definition(definition) -> str:
         raise ValidationFailed(
             f"{path} {message}", code="invalid_schema", errors=[{"path": path, "message": message}]
         )
+    fingerprint = fingerprint_of(definition)
     try:
         check_definition(definition)
+        compiled_validator(fingerprint, definition)  # what validates records must compile (and is kept)
     except SchemaProblem as exc:
         raise ValidationFailed(
             exc.message,
@@ -112,7 +114,7 @@ def _checked_definition(definition) -> str:
             code="invalid_schema",
             errors=[{"path": "/definition", "message": message}],
         )
-    return fingerprint_of(definition)
+    return fingerprint
 
 
 def _evaluate(schema: Schema, definition, fingerprint: str, *, lock: bool) -> tuple[list, dict]:
@@ -193,7 +195,7 @@ def collection_schema_check(*, collection: Collection, schema: Schema) -> Schema
     Schema.objects.select_for_update().get(pk=schema.pk)
     latest = schema.versions.order_by("-version").first()
     report = invalid_records(
-        collections=[collection], validator=compiled_validator(latest.fingerprint, latest.definition)
+        collections=[collection], validator=stored_validator(latest.fingerprint, latest.definition)
     )
     if report:
         entry = report[collection.name]

@@ -331,6 +331,19 @@ def test_a_local_reference_to_nothing_is_a_422(owner):
     assert version_numbers(schema) == []
 
 
+def test_a_reference_the_validator_cannot_resolve_is_a_422(owner):
+    """A space is no URI-reference character: the pointer exists, yet jsonschema-rs cannot follow it."""
+    schema = make_schema(owner.service, "people")
+    definition = {"$defs": {"full name": STRING}, "$ref": "#/$defs/full name"}
+
+    response = register(owner, "people", definition)
+
+    body = assert_problem(response, 422, "invalid_schema")
+    assert error_paths(body) == ["/definition"]
+    assert "#/$defs/full name" in body["errors"][0]["message"]
+    assert version_numbers(schema) == []
+
+
 def test_a_local_reference_is_accepted(owner):
     definition = {
         "$defs": {"name": {"type": "string", "minLength": 1}},

@@ -284,6 +284,16 @@ if NUCLEUS_PAGE_MAX_BYTES < 1:
         "NUCLEUS_PAGE_MAX_BYTES must be a positive number of bytes (default 8388608, 8 MiB)."
     )
 NUCLEUS_MAX_JSON_DEPTH = 64
+# The cost of a schema (docs/hardening.md, Schema limits): the largest definition accepted, in bytes of
+# compact UTF-8 JSON (a 413 above it), and the steps of work the compatibility checker may spend on one
+# question before it answers "incompatible: too complex to prove".
+NUCLEUS_SCHEMA_MAX_BYTES = env_int("NUCLEUS_SCHEMA_MAX_BYTES", 256 * 1024)
+NUCLEUS_SCHEMA_COMPAT_BUDGET = env_int("NUCLEUS_SCHEMA_COMPAT_BUDGET", 200_000)
+if NUCLEUS_SCHEMA_MAX_BYTES < 1 or NUCLEUS_SCHEMA_COMPAT_BUDGET < 1:
+    raise ImproperlyConfigured(
+        "NUCLEUS_SCHEMA_MAX_BYTES and NUCLEUS_SCHEMA_COMPAT_BUDGET must be positive integers, e.g. "
+        "NUCLEUS_SCHEMA_MAX_BYTES=262144 and NUCLEUS_SCHEMA_COMPAT_BUDGET=200000."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,11 @@ why. It follows the conventions of the widely used Kafka schema registries for J
 are sound: an object that allows additional properties is open, so adding a property to it, or closing
 it, is not backward compatible.
 
+Values and property names are checked by jsonschema-rs with the options of record validation (patterns
+on the linear-time engine of schemas/patterns.py), so the checker and validation agree on them. Its work
+is bounded: one question may take `budget` steps (DEFAULT_BUDGET unless the caller says), and past them
+the answer is one error, "too complex to prove compatible".
+
 Conventions: "narrow" is the schema whose documents must all be accepted, "wide" the one that must
 accept them. In BACKWARD mode narrow is the previous version and wide the new one; in FORWARD mode the
 other way round. Every error carries a JSON Pointer into the new schema.
@@ -18,16 +23,25 @@ other way round. Every error carries a JSON Pointer into the new schema.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from urllib.parse import unquote
 
+import jsonschema_rs
 from jsonschema import Draft7Validator, Draft202012Validator
-from jsonschema.exceptions import SchemaError
+
+from schemas.patterns import (
+    DEFINITION_PATTERNS_LIMIT,
+    PATTERN_OPTIONS,
+    is_supported,
+    pattern_matches,
+    pattern_problem,
+    pattern_weight,
+)
 
 MODES = (
     "NONE",
@@ -117,6 +131,9 @@ _IGNORED_BY = {
 }
 _KNOWN = ANNOTATIONS | set(_NUMERIC) | set(_STRING) | set(_ARRAY) | set(_OBJECT) | set(_LOGIC) | set(_OPAQUE)
 _MAX_DEPTH = 60
+# Steps of work one compatibility question may take (comparisons, value checks, pattern matches, and a
+# step per kilobyte of schema text compared); past it the answer is "incompatible: too complex".
+DEFAULT_BUDGET = 200_000
 
 
 @dataclass(frozen=True)
@@ -135,6 +152,22 @@ class SchemaProblem(ValueError):
         super().__init__(message)
         self.message = message
         self.path = path
+
+
+class _BudgetExhausted(Exception):
+    """The comparison used up its work budget."""
+
+
+class _Budget:
+    """The steps of work left to one compatibility question, shared by all its comparisons."""
+
+    def __init__(self, steps: int):
+        self.total = self.left = steps
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise _BudgetExhausted
 
 
 # --- definitions: draft, validity, local references ----------------------------------------------
@@ -159,16 +192,107 @@ def _pointer(parts) -> str:
     return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
+def _refuse_remote(uri: str):
+    raise ValueError(f"Nucleus never fetches schemas ({uri})")
+
+
+def _any_uri(value: str) -> bool:
+    return True  # as before: only `regex` among the metaschemas' formats is asserted
+
+
+@functools.cache
+def _metaschema_validator(draft07: bool):
+    """The draft's metaschema, compiled by jsonschema-rs, asserting the `regex` format as Nucleus runs it."""
+    cls = jsonschema_rs.Draft7Validator if draft07 else jsonschema_rs.Draft202012Validator
+    uri = DRAFT_07 + "#" if draft07 else "https://json-schema.org/draft/2020-12/schema"
+    return cls(
+        {"$ref": uri},
+        validate_formats=True,
+        formats={"regex": is_supported, "uri": _any_uri, "uri-reference": _any_uri},
+        retriever=_refuse_remote,
+    )
+
+
+def _deepest(error):
+    """Into the branches of an anyOf or oneOf error while one goes deeper into the definition (like
+    jsonschema's best_match): draft-07 `items` is a schema or an array, and its pattern is what failed."""
+    while branches := getattr(error.kind, "context", None):
+        deeper = max(
+            (e for branch in branches for e in branch), key=lambda e: len(e.instance_path), default=error
+        )
+        if len(deeper.instance_path) <= len(error.instance_path):
+            break
+        error = deeper
+    return error
+
+
 def check_definition(definition) -> None:
-    """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local."""
+    """Raise SchemaProblem unless definition is a valid JSON Schema whose every $ref is local.
+
+    Every pattern must be ECMA-262 and run on the linear-time engine (schemas/patterns.py).
+    """
     if not isinstance(definition, dict | bool):
         raise SchemaProblem("A schema definition must be a JSON object (or a boolean).")
     cls = validator_class(definition)
-    try:
-        cls.check_schema(definition)
-    except SchemaError as exc:
-        raise SchemaProblem(f"Not a valid JSON Schema: {exc.message}", _pointer(exc.absolute_path)) from None
-    _check_refs(definition, definition, [])
+    _check_patterns(definition)
+    error = next(_metaschema_validator(cls is Draft7Validator).iter_errors(definition), None)
+    if error is None:
+        _check_refs(definition, definition, [])
+        return
+    error = _deepest(error)
+    parts, message = list(error.instance_path), error.message
+    kinds = jsonschema_rs.ValidationErrorKind
+    if isinstance(error.kind, kinds.PropertyNames):  # a patternProperties name: point at it
+        error = error.kind.error
+        parts.append(error.instance)
+    if isinstance(error.kind, kinds.Format) and error.kind.format == "regex":
+        message = f"the pattern {json.dumps(error.instance)} {pattern_problem(error.instance)}"
+    raise SchemaProblem(f"Not a valid JSON Schema: {message}", _pointer(parts))
+
+
+def _patterns(schema, path: list):
+    """(pattern, path) of every pattern and patternProperties name in schema positions of schema."""
+    if not isinstance(schema, dict):
+        return
+    for name, value in schema.items():
+        if name == "pattern" and isinstance(value, str):
+            yield value, [*path, name]
+        elif name in _SCHEMA_MAPS and isinstance(value, dict):
+            for key, item in value.items():
+                if name == "patternProperties":
+                    yield key, [*path, name, key]
+                yield from _patterns(item, [*path, name, key])
+        elif name == "dependencies" and isinstance(value, dict):
+            for key, item in value.items():
+                yield from _patterns(item, [*path, name, key])
+        elif name in _SCHEMA_LISTS and isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from _patterns(item, [*path, name, index])
+        elif name in _SCHEMA_KEYWORDS:
+            yield from _patterns(value, [*path, name])
+
+
+def _check_patterns(definition) -> None:
+    """Raise SchemaProblem for a pattern Nucleus refuses, or when the distinct patterns of the definition
+    weigh more than DEFINITION_PATTERNS_LIMIT together; stops compiling as soon as either is known."""
+    seen, total = set(), 0
+    for pattern, path in _patterns(definition, []):
+        if pattern in seen:
+            continue
+        weight = pattern_weight(pattern)
+        if weight is None:
+            message = f"Not a valid JSON Schema: the pattern {json.dumps(pattern)} {pattern_problem(pattern)}"
+            raise SchemaProblem(message, _pointer(path))
+        seen.add(pattern)
+        total += weight
+        if total > DEFINITION_PATTERNS_LIMIT:
+            raise SchemaProblem(
+                f"The {len(seen)} distinct patterns up to this one compile to more than "
+                f"{DEFINITION_PATTERNS_LIMIT // 2**20} MiB together, the most one definition may hold (each "
+                "weighs 1 to 256 KiB: most ASCII patterns 1 to 16, one with \\p{...} classes 64 or 256); use "
+                "fewer distinct patterns, or simpler ones.",
+                _pointer(path),
+            )
 
 
 def _check_refs(node, root, path) -> None:
@@ -225,8 +349,65 @@ def canonical(definition) -> str:
 # --- the subschema check --------------------------------------------------------------------------
 
 
+# Keywords whose value is a schema, a list of schemas, or an object of schemas (every draft Nucleus takes).
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "additionalProperties",
+        "additionalItems",
+        "items",
+        "not",
+        "if",
+        "then",
+        "else",
+        "contains",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "contentSchema",
+    }
+)
+_SCHEMA_LISTS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems", "items"})
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_ROOT_URI = "urn:nucleus:schema"
+
+
+def _absolute_refs(schema, found: dict):
+    """schema with its local references ("#...") made absolute against _ROOT_URI; values untouched.
+
+    Counts into found what it meets on the way: "refs", "patterns" (pattern and patternProperties), and
+    their "weight" (schemas/patterns.py).
+    """
+    if not isinstance(schema, dict):
+        return schema
+    result = {}
+    for name, value in schema.items():
+        if name in ("$ref", "$dynamicRef") and isinstance(value, str) and value.startswith("#"):
+            value = _ROOT_URI + value
+            found["refs"] += 1
+        elif name == "pattern" and isinstance(value, str):
+            found["patterns"] += 1
+            found["weight"] += pattern_weight(value) or 0
+        elif name in _SCHEMA_MAPS and isinstance(value, dict):
+            if name == "patternProperties":
+                found["patterns"] += len(value)
+                found["weight"] += sum(pattern_weight(key) or 0 for key in value)
+            value = {key: _absolute_refs(item, found) for key, item in value.items()}
+        elif name == "dependencies" and isinstance(value, dict):
+            value = {key: _absolute_refs(item, found) for key, item in value.items()}  # lists of names stay
+        elif name in _SCHEMA_LISTS and isinstance(value, list):
+            value = [_absolute_refs(item, found) for item in value]
+        elif name in _SCHEMA_KEYWORDS:
+            value = _absolute_refs(value, found)
+        result[name] = value
+    return result
+
+
 class _Side:
-    """One schema document: its root (for $ref and for validating values) and its draft."""
+    """One schema document: its root (for $ref and for validating values) and its draft.
+
+    Values are checked by jsonschema-rs with the engine and the options of record validation, so the
+    checker and validation never disagree about a value (a pattern above all).
+    """
 
     def __init__(self, root, name: str):
         self.root = root
@@ -234,18 +415,64 @@ class _Side:
         self.cls = validator_class(root)
         self.draft07 = self.cls is Draft7Validator
         self.ignored = _IGNORED_BY["draft-07" if self.draft07 else "2020-12"]
-        self.validator = self.cls(root)
+        self._registry = None
+        self._root_found = {"patterns": 0, "weight": 0, "refs": 0}
+        # id(schema) -> (schema, validator, steps, patterns): the schema is kept so its id stays unique
+        self._validators: dict[int, tuple] = {}
 
-    def accepts(self, value, schema) -> bool:
-        """Whether the validator of this side accepts value under schema (normalized by _norm)."""
+    def _registry_of_root(self):
+        """The root in a registry under _ROOT_URI (without $id: every reference is local); built once."""
+        if self._registry is None:
+            root = {k: v for k, v in self.root.items() if k != "$id"} if isinstance(self.root, dict) else {}
+            _absolute_refs(root, self._root_found)
+            draft = jsonschema_rs.Draft7 if self.draft07 else jsonschema_rs.Draft202012
+            self._registry = jsonschema_rs.Registry([(_ROOT_URI, root)], draft=draft)
+        return self._registry
+
+    def validator(self, schema, spend) -> tuple:
+        """(validator, steps, patterns) of schema (normalized by _norm): record validation's rules for it.
+
+        Compiling it first spends (through `spend`) a step per 256 bytes its patterns weigh, and the first
+        compilation of the side a step per KiB of its root. Checking a value then costs the steps, which
+        grow with the schema's size (an enum, say), and up to a step per character of the value for each
+        of the patterns (the worst pattern schemas/patterns.py admits costs about that). What a $ref
+        reaches counts as the whole root.
+        """
+        cached = self._validators.get(id(schema))
+        if cached is not None and cached[0] is schema:
+            return cached[1:]
+        spelled = schema
         if self.draft07 and isinstance(schema, dict) and "prefixItems" in schema:
-            schema = dict(schema)  # back to draft-07 spelling; prefixItems exists only from _norm here
-            rest = schema.pop("items", None)
-            schema.pop("additionalItems", None)
-            schema["items"] = schema.pop("prefixItems")
+            spelled = dict(schema)  # back to draft-07 spelling; prefixItems exists only from _norm here
+            rest = spelled.pop("items", None)
+            spelled.pop("additionalItems", None)
+            spelled["items"] = spelled.pop("prefixItems")
             if rest is not None:
-                schema["additionalItems"] = rest
-        return self.validator.evolve(schema=schema).is_valid(value)
+                spelled["additionalItems"] = rest
+        if self._registry is None:
+            spend(len(canonical(self.root)) // 1024)
+        registry = self._registry_of_root()
+        found = {"patterns": 0, "weight": 0, "refs": 0}
+        absolute = _absolute_refs(spelled, found)
+        if found["refs"]:
+            found = {key: found[key] + self._root_found[key] for key in found}
+        spend(found["weight"] // 256)
+        cls = jsonschema_rs.Draft7Validator if self.draft07 else jsonschema_rs.Draft202012Validator
+        try:
+            validator = cls(
+                absolute,
+                validate_formats=False,
+                pattern_options=PATTERN_OPTIONS,
+                registry=registry,
+                retriever=_refuse_remote,
+            )
+        except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError) as exc:
+            # e.g. a version stored before patterns had to run on the linear-time engine
+            message = str(getattr(exc, "message", exc)).splitlines()[0]
+            raise SchemaProblem(f"The {self.name} schema cannot be evaluated here: {message}.") from None
+        steps = 1 + len(canonical(spelled)) // (16 * 1024)
+        self._validators[id(schema)] = (schema, validator, steps, found["patterns"])
+        return validator, steps, found["patterns"]
 
 
 def _norm(schema, side: _Side):
@@ -319,9 +546,10 @@ def _conjunct_path(schema, path: str, index: int) -> str:
 
 
 class _Checker:
-    def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool):
+    def __init__(self, narrow: _Side, wide: _Side, new_is_wide: bool, budget: _Budget):
         self.narrow, self.wide = narrow, wide
         self.new_is_wide = new_is_wide
+        self.budget = budget
         # pairs being compared through $ref, with the document depth at which each comparison started
         self.assumed: dict[tuple[str, str], int] = {}
         self.doc_depth = 0  # how many objects/arrays deep into the document the comparison has gone
@@ -332,6 +560,17 @@ class _Checker:
 
     def _names(self) -> tuple[str, str]:
         return self.narrow.name, self.wide.name
+
+    def _accepts(self, side: _Side, value, schema) -> bool:
+        """Whether record validation accepts value under schema on side."""
+        validator, steps, patterns = side.validator(schema, self.budget.spend)
+        self.budget.spend(steps + (patterns * len(canonical(value)) if patterns else 0))
+        return validator.is_valid(value)
+
+    def _matches(self, pattern: str, name: str) -> bool:
+        """Whether pattern matches name; a step, and one per character (the worst pattern's cost)."""
+        self.budget.spend(1 + len(name))
+        return pattern_matches(pattern, name)
 
     def _deref(self, schema, path: str, side: _Side, depth: int = 0):
         """Follow $ref (merging sibling keywords as allOf); returns (schema, path of what was reached)."""
@@ -359,6 +598,7 @@ class _Checker:
 
     def subset(self, n, pn: str, w, pw: str, depth: int = 0) -> list[Incompatibility]:
         """Errors unless every document valid under n (narrow) is valid under w (wide)."""
+        self.budget.spend()
         if depth > _MAX_DEPTH:
             return self._error(
                 pn, pw, "The schemas nest too deeply to be compared; treating the change as incompatible."
@@ -398,8 +638,12 @@ class _Checker:
                 f"The {wn} schema accepts nothing at this point, where the {nn} one accepts documents.",
             )
         same_draft = self.narrow.cls is self.wide.cls
-        if same_draft and canonical(n) == canonical(w) and '"$ref"' not in canonical(n):
-            return []
+        # `==` first: cheap, and false whenever the texts differ (though 1 == 1.0 == true, so not enough)
+        if same_draft and n == w:
+            n_text, w_text = canonical(n), canonical(w)
+            self.budget.spend((len(n_text) + len(w_text)) // 1024)  # comparing big schemas is work too
+            if n_text == w_text and '"$ref"' not in n_text:
+                return []
 
         # the wide side: conjunctions, disjunctions and negation
         if "allOf" in w:
@@ -500,9 +744,9 @@ class _Checker:
         nn, wn = self._names()
         errors = []
         for value in values:
-            if not self.narrow.accepts(value, n):
+            if not self._accepts(self.narrow, value, n):
                 continue  # enum values the narrow schema rejects anyway (e.g. by its type)
-            if not self.wide.accepts(value, w):
+            if not self._accepts(self.wide, value, w):
                 errors += self._error(
                     pn, pw, f"{_show([value])} is valid under the {nn} schema but not under the {wn} one."
                 )
@@ -555,6 +799,7 @@ class _Checker:
 
     def disjoint(self, a, b) -> bool:
         """True only if provably no document satisfies both a (narrow side) and b (wide side)."""
+        self.budget.spend()
         a = self._deref(a, "", self.narrow)[0]
         b = self._deref(b, "", self.wide)[0]
         if _is_false(a) or _is_false(b):
@@ -564,9 +809,13 @@ class _Checker:
             return True
         a_values, b_values = _finite_values(a), _finite_values(b)
         if a_values is not None:
-            return all(not self.narrow.accepts(v, a) or not self.wide.accepts(v, b) for v in a_values)
+            return all(
+                not self._accepts(self.narrow, v, a) or not self._accepts(self.wide, v, b) for v in a_values
+            )
         if b_values is not None:
-            return all(not self.wide.accepts(v, b) or not self.narrow.accepts(v, a) for v in b_values)
+            return all(
+                not self._accepts(self.wide, v, b) or not self._accepts(self.narrow, v, a) for v in b_values
+            )
         a_props, b_props = a.get("properties", {}), b.get("properties", {})
         a_is_object = ta is not None and ta == {"object"}
         for name in set(a.get("required", [])) & set(a_props) & set(b_props):
@@ -736,30 +985,23 @@ class _Checker:
                     "more.",
                 )
 
-        try:
-            n_matchers = {p: re.compile(p) for p in n_patterns}
-            w_matchers = {p: re.compile(p) for p in w_patterns}
-        except re.error as exc:
-            return errors + self._error(
-                pn, f"{pw}/patternProperties", f"A patternProperties pattern cannot be analysed: {exc}."
-            )
-
-        # each named property: what the narrow side allows there must fit what the wide side requires
-        for name in sorted(set(n_props) | set(w_props)):
-            unclear = _dialect_dependent(name, [*n_patterns, *w_patterns])
-            if unclear is not None:
-                pattern_path = f"{pw}/patternProperties/{_escape(unclear)}" if unclear in w_patterns else pw
-                errors += self._error(
+        for pattern in (*n_patterns, *w_patterns):
+            self.budget.spend()
+            problem = pattern_problem(pattern)
+            if problem is not None:  # only in a version stored before the definition check refused it
+                return errors + self._error(
                     pn,
-                    pattern_path,
-                    f"Whether property '{name}' matches the pattern {unclear!r} depends on the regular "
-                    "expression dialect (Python's and ECMA-262's differ); Nucleus cannot compare it.",
+                    f"{pw}/patternProperties",
+                    f"A patternProperties pattern cannot be analysed: {json.dumps(pattern)} {problem}",
                 )
-                continue
+
+        # each named property: what the narrow side allows there must fit what the wide side requires;
+        # names are matched by the engine and the rules of record validation (schemas/patterns.py)
+        for name in sorted(set(n_props) | set(w_props)):
             if name in n_props:
                 n_schema, n_path = n_props[name], f"{pn}/properties/{_escape(name)}"
             else:
-                matching = [p for p, rx in n_matchers.items() if rx.search(name)]
+                matching = [p for p in n_patterns if self._matches(p, name)]
                 if matching:
                     n_schema, n_path = (
                         n_patterns[matching[0]],
@@ -774,8 +1016,8 @@ class _Checker:
                 w_parts.append((w_props[name], f"{pw}/properties/{_escape(name)}"))
             w_parts += [
                 (w_patterns[p], f"{pw}/patternProperties/{_escape(p)}")
-                for p, rx in w_matchers.items()
-                if rx.search(name)
+                for p in w_patterns
+                if self._matches(p, name)
             ]
             if not w_parts:
                 w_parts.append((w_extra, f"{pw}/additionalProperties"))
@@ -829,18 +1071,6 @@ def _array_keywords(schema: dict, side: _Side) -> tuple[str, str]:
     if side.draft07 and "prefixItems" in schema:  # only _norm puts prefixItems into a draft-07 schema
         return "items", "additionalItems"
     return "prefixItems", "items"
-
-
-def _dialect_dependent(name: str, patterns) -> str | None:
-    """A pattern that matches name under Python's Unicode rules but not ASCII ones, or the reverse.
-
-    The checker matches with Python's `re`; jsonschema-rs uses ECMA-262 rules, where `\\d` and `\\w`
-    are ASCII only. Where the two disagree on a name, which schema applies to it is not known.
-    """
-    for pattern in patterns:
-        if bool(re.search(pattern, name)) != bool(re.search(pattern, name, re.ASCII)):
-            return pattern
-    return None
 
 
 def _escape(part: str) -> str:
@@ -988,11 +1218,18 @@ def _merge_all(schema: dict, deref) -> dict | None:
 
 
 def subschema_errors(
-    narrow, wide, *, narrow_name="old", wide_name="new", new_is_wide=True
+    narrow, wide, *, narrow_name="old", wide_name="new", new_is_wide=True, budget: int = DEFAULT_BUDGET
 ) -> list[Incompatibility]:
-    """Why `wide` may reject a document that `narrow` accepts; empty when it provably never does."""
-    checker = _Checker(_Side(narrow, narrow_name), _Side(wide, wide_name), new_is_wide)
+    """Why `wide` may reject a document that `narrow` accepts; empty when it provably never does.
+
+    Takes at most `budget` steps of work; past them the answer is one error: too complex to prove.
+    """
+    return _subschema_errors(narrow, wide, narrow_name, wide_name, new_is_wide, _Budget(budget))
+
+
+def _subschema_errors(narrow, wide, narrow_name, wide_name, new_is_wide, budget: _Budget):
     try:
+        checker = _Checker(_Side(narrow, narrow_name), _Side(wide, wide_name), new_is_wide, budget)
         return _dedupe(checker.subset(narrow, "", wide, ""))
     except SchemaProblem as exc:
         return [Incompatibility(exc.path, exc.message)]
@@ -1002,6 +1239,16 @@ def subschema_errors(
                 "", "The schemas nest too deeply to be compared; treating the change as incompatible."
             )
         ]
+    except _BudgetExhausted:
+        return [_too_complex(budget)]
+
+
+def _too_complex(budget: _Budget) -> Incompatibility:
+    return Incompatibility(
+        "",
+        f"The change is too complex to prove compatible: comparing the schemas needs more than the "
+        f"checker's budget of {budget.total} steps, so Nucleus treats it as incompatible.",
+    )
 
 
 def _dedupe(errors: list[Incompatibility]) -> list[Incompatibility]:
@@ -1013,19 +1260,27 @@ def _dedupe(errors: list[Incompatibility]) -> list[Incompatibility]:
     return unique
 
 
-def compatibility_errors(mode: str, new, previous: list) -> list[Incompatibility]:
-    """Incompatibilities of `new` against `previous` (oldest first) under a registry mode."""
+def compatibility_errors(
+    mode: str, new, previous: list, *, budget: int = DEFAULT_BUDGET
+) -> list[Incompatibility]:
+    """Incompatibilities of `new` against `previous` (oldest first) under a registry mode.
+
+    All the comparisons of one question share `budget` steps of work (see subschema_errors).
+    """
     if mode not in MODES:
         raise ValueError(f"unknown compatibility mode {mode!r}")
     if mode == "NONE" or not previous:
         return []
     against = previous if mode.endswith("_TRANSITIVE") else previous[-1:]
     first_version = len(previous) - len(against) + 1
+    shared = _Budget(budget)
     errors: list[Incompatibility] = []
     for offset, old in enumerate(against):
         label = f"version {first_version + offset}"
         if mode.startswith(("BACKWARD", "FULL")):
-            errors += subschema_errors(old, new, narrow_name=label, wide_name="new")
+            errors += _subschema_errors(old, new, label, "new", True, shared)
         if mode.startswith(("FORWARD", "FULL")):
-            errors += subschema_errors(new, old, narrow_name="new", wide_name=label, new_is_wide=False)
+            errors += _subschema_errors(new, old, "new", label, False, shared)
+        if shared.left < 0:
+            break  # the rest could only repeat that the question is too complex
     return _dedupe(errors)

@@ -11,7 +11,7 @@ from core.errors import NotFound
 from core.models import Record
 from core.selectors import decode_cursor_position, encode_cursor, read_page
 from schemas.models import Schema, SchemaVersion
-from schemas.validation import compiled_validator
+from schemas.validation import stored_validator
 
 SAMPLE_KEYS = 10
 
@@ -66,7 +66,7 @@ def bound_validator(
     """The compiled validator of one schema version (loaded and compiled only on first use)."""
     if schema_id is None or version is None:
         return None
-    validator = compiled_validator(
+    validator = stored_validator(
         fingerprint,
         lambda: SchemaVersion.objects.values_list("definition", flat=True).get(
             schema_id=schema_id, version=version

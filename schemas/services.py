@@ -1,20 +1,21 @@
 """Every write of the schema registry, and the checks that guard stored data when schemas change."""
 
 import hashlib
+import json
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, ContentTooLarge, ValidationFailed
 from core.models import Collection, Service
 from core.principals import Actor
 from core.validation import find_problem
 from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
 from schemas.models import Compatibility, Schema, SchemaVersion
 from schemas.selectors import invalid_records
-from schemas.validation import compiled_validator
+from schemas.validation import compiled_validator, stored_validator
 
 
 def fingerprint_of(definition) -> str:
@@ -69,7 +70,27 @@ def schema_update(
     return schema
 
 
+def _check_size(definition) -> None:
+    """Refuse (413) a definition larger than NUCLEUS_SCHEMA_MAX_BYTES as compact UTF-8 JSON."""
+    limit = settings.NUCLEUS_SCHEMA_MAX_BYTES
+    try:
+        text = json.dumps(definition, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:
+        return  # find_problem names the depth instead
+    # surrogatepass: a lone surrogate is refused by find_problem, with its path, after this
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        message = f"is {size} bytes as compact JSON; the limit is {limit}."
+        raise ContentTooLarge(
+            f"/definition {message}",
+            code="schema_too_large",
+            errors=[{"path": "/definition", "message": message}],
+        )
+
+
 def _checked_definition(definition) -> str:
+    # Cost first: nothing else is done with a definition over the size limit.
+    _check_size(definition)
     # What the database cannot store (NUL, unpaired surrogates) or the checks cannot recurse into.
     storable = find_problem(definition, "/definition", 1, settings.NUCLEUS_MAX_JSON_DEPTH)
     if storable:
@@ -77,8 +98,10 @@ def _checked_definition(definition) -> str:
         raise ValidationFailed(
             f"{path} {message}", code="invalid_schema", errors=[{"path": path, "message": message}]
         )
+    fingerprint = fingerprint_of(definition)
     try:
         check_definition(definition)
+        compiled_validator(fingerprint, definition)  # what validates records must compile (and is kept)
     except SchemaProblem as exc:
         raise ValidationFailed(
             exc.message,
@@ -92,7 +115,7 @@ def _checked_definition(definition) -> str:
             code="invalid_schema",
             errors=[{"path": "/definition", "message": message}],
         )
-    return fingerprint_of(definition)
+    return fingerprint
 
 
 def following_collections(schema: Schema) -> QuerySet[Collection]:
@@ -107,7 +130,10 @@ def following_collections(schema: Schema) -> QuerySet[Collection]:
 def _evaluate(schema: Schema, definition, fingerprint: str, *, lock: bool) -> tuple[list, dict]:
     previous = list(schema.versions.order_by("version").values_list("definition", flat=True))
     incompatibilities = [
-        e.as_dict() for e in compatibility_errors(schema.compatibility, definition, previous)
+        e.as_dict()
+        for e in compatibility_errors(
+            schema.compatibility, definition, previous, budget=settings.NUCLEUS_SCHEMA_COMPAT_BUDGET
+        )
     ]
     collections = following_collections(schema).order_by("name")
     if lock:
@@ -190,7 +216,7 @@ def collection_schema_check(*, collection: Collection, schema: Schema, version: 
     else:
         checked = schema.versions.get(version=version)
     report = invalid_records(
-        collections=[collection], validator=compiled_validator(checked.fingerprint, checked.definition)
+        collections=[collection], validator=stored_validator(checked.fingerprint, checked.definition)
     )
     if report:
         entry = report[collection.name]

@@ -4,6 +4,7 @@ Validators are compiled by jsonschema-rs (hundreds of times faster than pure Pyt
 records) and cached per process by fingerprint: a version is immutable, so its fingerprint names
 exactly one definition, and the cache never needs invalidating. Formats are annotations, as in the
 compatibility checker; references are local only (checked at registration), so nothing is fetched.
+Patterns run on the linear-time engine of schemas/patterns.py, never a backtracking one.
 """
 
 import functools
@@ -12,9 +13,15 @@ import json
 import jsonschema_rs
 from jsonschema import Draft7Validator
 
-from schemas.compat import validator_class
+from core.errors import Conflict
+from schemas.compat import SchemaProblem, validator_class
+from schemas.patterns import PATTERN_OPTIONS
 
 MAX_ERRORS = 20
+
+
+def _pointer(parts) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
 
 
 def _refuse_remote(uri: str):
@@ -29,14 +36,25 @@ def _compiled(fingerprint: str, definition_text: str):
         if validator_class(definition) is Draft7Validator
         else jsonschema_rs.Draft202012Validator
     )
-    return cls(definition, validate_formats=False, retriever=_refuse_remote)
+    try:
+        return cls(
+            definition, validate_formats=False, retriever=_refuse_remote, pattern_options=PATTERN_OPTIONS
+        )
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError) as exc:
+        reason = str(getattr(exc, "message", exc)).splitlines()[0]
+        raise SchemaProblem(
+            f"Not a valid JSON Schema: {reason}", _pointer(getattr(exc, "instance_path", []))
+        ) from None
 
 
 _by_fingerprint: dict = {}
 
 
 def compiled_validator(fingerprint: str, definition):
-    """The compiled validator of a definition (compiled on first use in this process)."""
+    """The compiled validator of a definition (compiled on first use in this process).
+
+    Raises SchemaProblem for a definition jsonschema-rs cannot compile (registration refuses those).
+    """
     validator = _by_fingerprint.get(fingerprint)
     if validator is None:
         if callable(definition):
@@ -47,8 +65,20 @@ def compiled_validator(fingerprint: str, definition):
     return validator
 
 
-def _pointer(parts) -> str:
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+def stored_validator(fingerprint: str, definition):
+    """compiled_validator for a stored version: one that cannot compile refuses (409) what needs it.
+
+    Only a version stored by an earlier release, which checked less, can fail here (a lookahead in a
+    pattern, say: the linear-time engine does not run it).
+    """
+    try:
+        return compiled_validator(fingerprint, definition)
+    except SchemaProblem as exc:
+        raise Conflict(
+            f"This schema version cannot be evaluated ({exc.message}); it was stored by an earlier release. "
+            "Register a new version without what it names.",
+            code="schema_unsupported",
+        ) from None
 
 
 def data_errors(validator, data, *, path: str = "/data") -> list[dict]:

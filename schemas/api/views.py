@@ -22,6 +22,11 @@ from schemas.api import serializers as s
 from schemas.models import Schema
 
 FORBIDDEN = {403: _problem("Only the schema's owner or an operator may do this.")}
+TOO_LARGE = {
+    413: _problem(
+        "Request body over 10 MiB, or a definition over NUCLEUS_SCHEMA_MAX_BYTES (schema_too_large)."
+    )
+}
 
 
 def _require_owner(view: NucleusAPIView, schema: Schema, perm: str) -> None:
@@ -125,10 +130,13 @@ class SchemaVersionListView(NucleusAPIView):
             201: s.SchemaVersionSerializer,
             **WRITE_ERRORS,
             **FORBIDDEN,
+            **TOO_LARGE,
             409: _problem(
                 "Incompatible under the schema's mode (errors), or stored records would be invalid."
             ),
-            422: _problem("Not a valid JSON Schema, or a $ref that is not local."),
+            422: _problem(
+                "Not a valid JSON Schema, a $ref that is not local, or a pattern Nucleus cannot run."
+            ),
         },
     )
     def post(self, request, name):
@@ -164,7 +172,7 @@ class SchemaCompatibilityView(NucleusAPIView):
         operation_id="schemas_compatibility",
         request=s.DefinitionSerializer,
         parameters=[IDEMPOTENCY_HEADER],
-        responses={200: s.CompatibilityReportSerializer, **WRITE_ERRORS, **FORBIDDEN},
+        responses={200: s.CompatibilityReportSerializer, **WRITE_ERRORS, **FORBIDDEN, **TOO_LARGE},
     )
     def post(self, request, name):
         schema = selectors.schema_get(name=name)

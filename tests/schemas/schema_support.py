@@ -63,6 +63,13 @@ NUMBER = {"type": "number"}
 STRING = {"type": "string"}
 
 
+def nested_any_of(depth: int, leaf: dict) -> dict:
+    """anyOf trees whose comparison is exponential in depth (every narrow leaf against every wide one)."""
+    if depth == 0:
+        return leaf
+    return {"anyOf": [nested_any_of(depth - 1, leaf), nested_any_of(depth - 1, {**leaf, "minLength": depth})]}
+
+
 def fingerprint(definition) -> str:
     """sha256 of the canonical JSON (sorted keys, no spaces, UTF-8), computed independently of the code."""
     text = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -20,6 +20,7 @@ from schemas.compat import (
     subschema_errors,
     validator_class,
 )
+from tests.schemas.schema_support import nested_any_of
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 STRING = {"type": "string"}
@@ -877,13 +878,85 @@ def test_regression_percent_encoded_ref():
     assert_compatible(INTEGER, new, [1, "x"])
 
 
-def test_regression_pattern_properties_in_two_regex_dialects():
-    """'٣' (an Arabic-Indic digit) matches \\d for Python's re, not for jsonschema-rs (ECMA-262)."""
+def test_regression_property_names_are_matched_as_record_validation_matches_them():
+    """'٣' (an Arabic-Indic digit) is no ECMA-262 \\d. The checker once matched names with Python's re,
+    where it is one, and had to call such names undecidable; it now asks the engine validation uses."""
     old = obj({"٣": INTEGER}, additionalProperties=False)
     new = obj({}, patternProperties={"^\\d$": INTEGER}, additionalProperties=False)
-    assert_incompatible(old, new, "/patternProperties/^\\d$", "dialect", "'٣'")
+    assert_incompatible(old, new, "/additionalProperties", "accepts nothing")
     assert valid(old, {"٣": 1}, "rust") and not valid(new, {"٣": 1}, "rust")
     assert_compatible(obj({"3": INTEGER}, additionalProperties=False), new, [{"3": 1}, {}])
+
+
+def test_a_unicode_property_pattern_matches_names_as_record_validation_does():
+    """\\p{Letter} is ECMA-262 (Python's re does not know it): names are matched by the records' engine."""
+    letters = obj({}, patternProperties={"^\\p{Letter}+$": INTEGER}, additionalProperties=False)
+    assert (
+        errors("BACKWARD", letters, obj({"élan": INTEGER, "Ωmega": INTEGER}, additionalProperties=False))
+        == []
+    )
+    assert valid(letters, {"élan": 1, "Ωmega": 2}, "rust")
+    assert_incompatible(obj({"a1": INTEGER}, additionalProperties=False), letters, "/additionalProperties")
+    assert not valid(letters, {"a1": 1}, "rust")
+
+
+def test_an_enum_is_checked_against_a_pattern_as_record_validation_checks_it():
+    old = {"enum": ["élan", "Ωmega"]}
+    assert errors("BACKWARD", {"type": "string", "pattern": "^\\p{Letter}+$"}, old) == []
+    [error] = errors("BACKWARD", {"type": "string", "pattern": "^\\p{Lu}"}, old)
+    assert error["path"] == ""
+    assert_sentence(
+        error["message"], "\\u00e9lan", "valid under the version 1 schema but not under the new one"
+    )
+
+
+def test_a_name_that_takes_a_backtracking_engine_exponential_time_is_matched_at_once():
+    """^(a+)+$ against 'a' * n + '!' backtracks 2**n times in Python's re (seconds here, for n = 25; the
+    server test sends n = 34); the linear engine answers at once, and exactly as validation does."""
+    name = "a" * 25 + "!"
+    old = obj({name: INTEGER}, patternProperties={"^(a+)+$": INTEGER})
+    new = obj({name: {"type": "number"}}, patternProperties={"^(a+)+$": {"type": "number"}})
+    assert errors("BACKWARD", new, old) == []
+    assert_incompatible(new, old, f"/properties/{name}/type", "number", "rejects")
+
+
+# --- the work budget ---------------------------------------------------------------------------------
+
+
+TOO_COMPLEX = {
+    "nested anyOf": (
+        nested_any_of(10, {"type": "string", "maxLength": 5}),
+        nested_any_of(10, {"type": "string", "maxLength": 4}),
+    ),
+    "many patternProperties": (
+        obj({f"p{i}": {} for i in range(300)}, patternProperties={f"^p{i}$": {} for i in range(300)}),
+        obj({f"p{i}": {} for i in range(300)}, patternProperties={f"^p{i}$": STRING for i in range(300)}),
+    ),
+    "a long enum against patterns": (
+        {"enum": [f"v{i}" * 20 for i in range(2000)]},
+        {"allOf": [{"pattern": f"^(v{i})+$|^v"} for i in range(100)]},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TOO_COMPLEX)
+def test_past_its_work_budget_the_checker_answers_too_complex_to_prove(case):
+    old, new = TOO_COMPLEX[case]
+    found = errors("BACKWARD", new, old)
+    assert [error["path"] for error in found] == [""]
+    assert_sentence(found[0]["message"], "too complex to prove", "200000 steps", "incompatible")
+
+
+def test_the_work_budget_is_shared_by_every_comparison_of_one_question():
+    old = nested_any_of(6, {"type": "string", "maxLength": 5})
+    new = nested_any_of(6, {"type": "string", "maxLength": 4})
+    [error] = subschema_errors(old, new, budget=10_000)
+    assert "too complex" not in error.message  # the real answer: 8191 steps
+    [error] = subschema_errors(old, new, budget=8_000)
+    assert "too complex" in error.message
+    found = compatibility_errors("BACKWARD_TRANSITIVE", new, [old] * 100, budget=100_000)
+    assert len(found) == 13  # the real answer for 12 versions, then the budget was spent
+    assert found[-1].path == "" and "100000 steps" in found[-1].message
 
 
 # --- definitions -----------------------------------------------------------------------------------------
@@ -914,7 +987,7 @@ def test_check_definition_refuses_an_invalid_schema_with_its_path():
     with pytest.raises(SchemaProblem) as raised:
         check_definition({"type": "object", "properties": {"a": {"type": "strnig"}}})
     assert raised.value.path == "/properties/a/type"
-    assert raised.value.message.startswith("Not a valid JSON Schema: 'strnig' is not valid")
+    assert raised.value.message.startswith('Not a valid JSON Schema: "strnig" is not valid')
     with pytest.raises(SchemaProblem) as raised:
         check_definition({"minLength": -1})
     assert raised.value.path == "/minLength"

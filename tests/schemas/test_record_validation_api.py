@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from django.utils import timezone
 
 from core import services as core_services
 from core.models import Record, RecordTombstone
@@ -337,6 +338,49 @@ def test_a_draft_07_schema_validates_tuple_items(owner):
     assert error_paths(assert_problem(wrong_last, 422, "schema_validation_failed")) == ["/data/at/2"]
     assert error_paths(assert_problem(too_long, 422, "schema_validation_failed")) == ["/data/at"]
     assert set(stored(collection)) == {"p1"}
+
+
+# --- patterns ------------------------------------------------------------------------------------
+
+
+def test_a_unicode_property_pattern_is_enforced_on_writes(owner):
+    schema = make_schema(
+        owner.service, "names", obj({"name": {"type": "string", "pattern": "^\\p{Letter}+$"}})
+    )
+    collection = make_collection(owner.service, "words", schema)
+
+    accepted = create(owner, {"name": "Ωmega"}, key="greek", collection="words")
+    before = db_state(collection)
+    refused = create(owner, {"name": "a1"}, key="digit", collection="words")
+
+    assert (accepted.status_code, accepted.json()["schema_version"]) == (201, 1), accepted.content
+    body = assert_problem(refused, 422, "schema_validation_failed")
+    assert error_paths(body) == ["/data/name"]
+    assert db_state(collection) == before
+    assert set(stored(collection)) == {"greek"}
+
+
+def test_a_stored_version_whose_pattern_the_engine_cannot_run_refuses_writes_with_a_409(owner):
+    """Versions registered before patterns had to suit the linear-time engine may hold a lookahead."""
+    schema = make_schema(owner.service, "legacy", obj({"code": STRING}))
+    collection = make_collection(owner.service, "codes", schema)
+    definition = obj({"code": {"type": "string", "pattern": "^(?=.*[0-9])"}})
+    # stored as the registry of earlier releases stored it: registration now refuses it
+    SchemaVersion.objects.create(
+        schema=schema,
+        version=2,
+        definition=definition,
+        fingerprint=fingerprint(definition),
+        created_at=timezone.now(),
+        created_by="command:old-release",
+    )
+    before = db_state(collection)
+
+    response = create(owner, {"code": "a1"}, key="k", collection="codes")
+
+    body = assert_problem(response, 409, "schema_unsupported")
+    assert "Register a new version" in body["detail"]
+    assert db_state(collection) == before
 
 
 # --- compiled validators -------------------------------------------------------------------------

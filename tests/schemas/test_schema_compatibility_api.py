@@ -13,6 +13,7 @@ from tests.schemas.schema_support import (
     compatibility_url,
     make_collection,
     make_schema,
+    nested_any_of,
     obj,
     registry_state,
     stored,
@@ -188,3 +189,44 @@ def test_the_dry_run_needs_authentication(owner):
     make_schema(owner.service, "people")
 
     assert_problem(dry_run(APIClient(), "people", obj({"n": NUMBER})), 401)
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+def test_a_definition_over_the_size_limit_is_a_413_and_nothing_changes(owner, settings):
+    settings.NUCLEUS_SCHEMA_MAX_BYTES = 100
+    schema = make_schema(owner.service, "people", obj({"n": NUMBER}))
+    before = registry_state(schema)
+
+    response = dry_run(owner, "people", obj({"n": NUMBER}, description="x" * 100))
+
+    body = assert_problem(response, 413, "schema_too_large")
+    assert error_paths(body) == ["/definition"]
+    assert "the limit is 100" in body["errors"][0]["message"]
+    assert registry_state(schema) == before
+
+
+def test_a_change_too_complex_to_prove_is_reported_incompatible_with_the_reason(owner, settings):
+    settings.NUCLEUS_SCHEMA_COMPAT_BUDGET = 1000
+    schema = make_schema(owner.service, "people", nested_any_of(6, {"type": "string", "maxLength": 5}))
+    before = registry_state(schema)
+
+    response = dry_run(owner, "people", nested_any_of(6, {"type": "string", "maxLength": 4}))
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["compatible"], error_paths(body), body["invalid_records"]) == (False, [""], {})
+    assert "too complex to prove" in body["errors"][0]["message"]
+    assert "1000 steps" in body["errors"][0]["message"]
+    assert registry_state(schema) == before
+
+
+def test_within_the_budget_the_same_change_gets_its_real_answer(owner, settings):
+    settings.NUCLEUS_SCHEMA_COMPAT_BUDGET = 10_000
+    make_schema(owner.service, "people", nested_any_of(6, {"type": "string", "maxLength": 5}))
+
+    body = dry_run(owner, "people", nested_any_of(6, {"type": "string", "maxLength": 4})).json()
+
+    assert (body["compatible"], error_paths(body)) == (False, ["/anyOf"])
+    assert "one branch" in body["errors"][0]["message"]

@@ -19,6 +19,7 @@ from tests.schemas.schema_support import (
     fingerprint,
     make_collection,
     make_schema,
+    nested_any_of,
     obj,
     registry_state,
     schema_url,
@@ -184,6 +185,125 @@ def test_a_definition_nested_too_deeply_to_parse_into_a_field_is_a_422(owner):
     assert version_numbers(schema) == []
 
 
+def padded(size: int) -> dict:
+    """A definition of exactly size bytes as compact UTF-8 JSON (what the size limit measures)."""
+    definition = {"type": "string", "description": ""}
+    padding = size - len(json.dumps(definition, separators=(",", ":")).encode())
+    return {"type": "string", "description": "é" * (padding // 2) + "x" * (padding % 2)}
+
+
+def test_a_definition_over_the_size_limit_is_a_413_and_nothing_is_registered(owner, settings):
+    assert settings.NUCLEUS_SCHEMA_MAX_BYTES == 256 * 1024  # the default
+    schema = make_schema(owner.service, "people", PERSON)
+    before = registry_state(schema)
+
+    response = register(owner, "people", padded(256 * 1024 + 1))
+
+    body = assert_problem(response, 413, "schema_too_large")
+    assert body["errors"] == [
+        {"path": "/definition", "message": "is 262145 bytes as compact JSON; the limit is 262144."}
+    ]
+    assert registry_state(schema) == before
+
+
+def test_a_definition_at_the_size_limit_is_registered(owner):
+    make_schema(owner.service, "people")
+
+    response = register(owner, "people", padded(256 * 1024))
+
+    assert (response.status_code, response.json()["version"]) == (201, 1), response.content
+
+
+def test_the_size_limit_is_a_setting(owner, settings):
+    settings.NUCLEUS_SCHEMA_MAX_BYTES = 1000
+    schema = make_schema(owner.service, "people")
+
+    refused = register(owner, "people", padded(1001))
+    accepted = register(owner, "people", padded(1000))
+
+    assert_problem(refused, 413, "schema_too_large")
+    assert accepted.status_code == 201, accepted.content
+    assert version_numbers(schema) == [1]
+
+
+@pytest.mark.parametrize(
+    ("definition", "path", "words"),
+    [
+        ({"type": "string", "pattern": "^(?=.*[0-9])"}, "/definition/pattern", "lookaround"),
+        (
+            obj({}, patternProperties={"^(a)\\1$": STRING}),
+            "/definition/patternProperties/^(a)\\1$",
+            "backreference",
+        ),
+        ({"propertyNames": {"pattern": "(?<!x)y"}}, "/definition/propertyNames/pattern", "lookaround"),
+        ({"$defs": {"code": {"pattern": "[a-"}}}, "/definition/$defs/code/pattern", "not an ECMA-262"),
+        ({"pattern": "^[a-z]+\\Z"}, "/definition/pattern", "not an ECMA-262"),
+        ({"pattern": "^\\p{L}{1,50}$"}, "/definition/pattern", "256 KiB"),
+        ({"$schema": DRAFT_07, "items": {"pattern": "(?=a)"}}, "/definition/items/pattern", "lookaround"),
+    ],
+)
+def test_a_pattern_the_linear_time_engine_cannot_run_is_a_422_saying_why(owner, definition, path, words):
+    schema = make_schema(owner.service, "people")
+
+    response = register(owner, "people", definition)
+
+    body = assert_problem(response, 422, "invalid_schema")
+    assert error_paths(body) == [path]
+    assert words in body["errors"][0]["message"]
+    assert version_numbers(schema) == []
+
+
+def test_patterns_weighing_more_than_4_mib_together_are_a_422_and_compiling_stops_there(owner):
+    """Each \\p{L}\\p{Ll}... pattern compiles to about 256 KiB; 11000 of them would take gigabytes."""
+    schema = make_schema(owner.service, "people")
+    definition = obj({}, patternProperties={f"\\p{{L}}\\p{{Ll}}{i}": {} for i in range(11000)})
+    assert len(json.dumps(definition, separators=(",", ":"))) < 256 * 1024
+
+    response = register(owner, "people", definition)
+
+    body = assert_problem(response, 422, "invalid_schema")
+    assert error_paths(body) == ["/definition/patternProperties/\\p{L}\\p{Ll}16"]
+    assert (
+        "The 17 distinct patterns up to this one compile to more than 4 MiB" in body["errors"][0]["message"]
+    )
+    assert version_numbers(schema) == []
+
+
+def test_a_pattern_used_many_times_weighs_once(owner):
+    make_schema(owner.service, "people")
+    letters = {"type": "string", "pattern": "^\\p{L}[\\p{L}\\p{N}]*$"}
+    definition = obj({f"p{i}": letters for i in range(200)})
+
+    response = register(owner, "people", definition)
+
+    assert response.status_code == 201, response.content
+
+
+def test_an_ecma_262_unicode_property_pattern_is_registered(owner):
+    """Python's re refused \\p{Letter} as "not a regex"; it is ECMA-262, and the engine runs it."""
+    make_schema(owner.service, "people")
+    definition = obj({"name": {"type": "string", "pattern": "^\\p{Letter}+$"}})
+
+    response = register(owner, "people", definition)
+
+    assert response.status_code == 201, response.content
+    assert SchemaVersion.objects.get(schema__name="people").definition == definition
+
+
+def test_a_change_too_complex_to_prove_is_a_409_and_nothing_is_registered(owner, settings):
+    settings.NUCLEUS_SCHEMA_COMPAT_BUDGET = 1000
+    schema = make_schema(owner.service, "people", nested_any_of(6, {"type": "string", "maxLength": 5}))
+    before = registry_state(schema)
+
+    response = register(owner, "people", nested_any_of(6, {"type": "string", "maxLength": 4}))
+
+    body = assert_problem(response, 409, "incompatible_schema")
+    assert error_paths(body) == [""]
+    assert "too complex to prove" in body["detail"]
+    assert "1000 steps" in body["errors"][0]["message"]
+    assert registry_state(schema) == before
+
+
 @pytest.mark.parametrize(
     "ref", ["https://example.com/person.json", "person.json#/$defs/name", "//example.com/x", "urn:x:y"]
 )
@@ -208,6 +328,19 @@ def test_a_local_reference_to_nothing_is_a_422(owner):
 
     body = assert_problem(response, 422, "invalid_schema")
     assert error_paths(body) == ["/definition/properties/name/$ref"]
+    assert version_numbers(schema) == []
+
+
+def test_a_reference_the_validator_cannot_resolve_is_a_422(owner):
+    """A space is no URI-reference character: the pointer exists, yet jsonschema-rs cannot follow it."""
+    schema = make_schema(owner.service, "people")
+    definition = {"$defs": {"full name": STRING}, "$ref": "#/$defs/full name"}
+
+    response = register(owner, "people", definition)
+
+    body = assert_problem(response, 422, "invalid_schema")
+    assert error_paths(body) == ["/definition"]
+    assert "#/$defs/full name" in body["errors"][0]["message"]
     assert version_numbers(schema) == []
 
 

@@ -192,13 +192,19 @@ def _pinned_version(owner: Service, schema: "Schema | None", schema_version, *, 
     return schema_version
 
 
-def _check_change_stream(kind: str, owner: Service, stream: Collection) -> None:
+def check_change_stream_kind(kind: str) -> None:
+    """Only records collections have a change stream: checked before the stream's name is looked up,
+    so that the answer never depends on whether another service's collection has that name."""
     if kind != CollectionKind.RECORDS:
         raise ValidationFailed(
             "Only records collections have a change stream.",
             code="change_stream_on_stream",
             errors=[{"path": "/change_stream", "message": "streams cannot have a change stream."}],
         )
+
+
+def _check_change_stream(kind: str, owner: Service, stream: Collection) -> None:
+    check_change_stream_kind(kind)
     if stream.kind != CollectionKind.STREAM or stream.owner_id != owner.pk:
         raise ValidationFailed(
             f"{stream.name!r} is not a stream of the same owner.",

@@ -10,11 +10,11 @@ Long-polls).
 
 import logging
 import os
-from urllib.parse import parse_qsl
 
 from a2wsgi import WSGIMiddleware
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.http import QueryDict
 from django.urls import Resolver404, resolve
 from django.utils.module_loading import import_string
 
@@ -91,12 +91,24 @@ class Application:
 
 
 def is_long_poll(scope) -> bool:
-    """A GET (or HEAD) of a stream's events with a wait above 0 (the view refuses a malformed one)."""
-    if scope["method"] not in ("GET", "HEAD") or b"wait=" not in scope["query_string"]:
+    """A GET (or HEAD) of a stream's events with a wait above 0 and no body (the view refuses a
+    malformed wait).
+
+    The query is read by Django's own QueryDict, as the view reads it, so that no spelling of `wait`
+    (`wai%74=5`) reaches a request thread as a long-poll. A request announcing a body goes to the request
+    threads, where the body limit holds before anything is read (Django's ASGI handler would spool the
+    whole body first); there it does not wait (EventListView.get).
+    """
+    if scope["method"] not in ("GET", "HEAD") or not scope["query_string"]:
         return False
-    waits = [value for name, value in parse_qsl(scope["query_string"].decode("latin-1")) if name == "wait"]
-    try:  # the last value counts, as for Django's QueryDict.get
-        if not waits or not float(waits[-1]) > 0:
+    if any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+        for name, value in scope.get("headers", ())
+    ):
+        return False
+    wait = QueryDict(scope["query_string"]).get("wait")
+    try:
+        if wait is None or not float(wait) > 0:
             return False
     except ValueError:
         return False

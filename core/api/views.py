@@ -20,7 +20,7 @@ from core.api import serializers as s
 from core.api.base import NucleusAPIView, encode_json, etag, parse_etags
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from core.history import history_page
-from core.models import Collection, Event, Record, Service, record_pk
+from core.models import Collection, CollectionKind, Event, Record, Service, record_pk
 from core.selectors import Need
 from core.validation import check_record_data
 from schemas.models import Schema
@@ -143,6 +143,8 @@ class CollectionListView(NucleusAPIView):
         if "schema" in data:
             data["schema"] = _schema_named(data["schema"])
         if "change_stream" in data:
+            if data["change_stream"] is not None:
+                services.check_change_stream_kind(data.get("kind", CollectionKind.RECORDS))
             data["change_stream"] = _stream_named(data["change_stream"])
         collection = services.collection_create(owner=owner, actor=self.actor, **data)
         location = request.build_absolute_uri(reverse("collection-detail", args=[collection.name]))
@@ -629,6 +631,10 @@ class EventListView(NucleusAPIView):
         after, limit, wait = _query_int(request, "after", 0), self.query_limit(), _query_wait(request)
         if wait > 0 and self.hand_off_wait:
             return self._first_look(stream, after, limit, wait)
+        if "asgi.scope" in request.META:
+            # On the ASGI server's request threads (nucleus_project/asgi.py routes every long-poll it
+            # recognises to the event loop): a thread never waits here, whatever reached it.
+            wait = 0
         page = self._read(stream, after, limit)
         if not page[0] and wait > 0:
             selectors.wait_for_events(stream=stream, after=after, timeout=wait, caller=self.principal.label)
@@ -665,7 +671,7 @@ class EventListView(NucleusAPIView):
         except BaseException:
             subscription.close()
             raise
-        if page[0]:
+        if page[0] or page[2] > after:  # events, or a stream truncated past after: answer now
             subscription.close()
             return self._page(*page)
         self.long_poll = LongPoll(subscription, stream.name, after, limit, deadline)
@@ -679,7 +685,7 @@ class EventListView(NucleusAPIView):
         try:
             stream = self._readable_stream(poll.stream_name)
             page = self._read(stream, poll.after, poll.limit)
-            found = bool(page[0])
+            found = bool(page[0]) or page[2] > poll.after  # as wait_for_events: offsets moved on
             response = self._page(*page)
         except Exception as exc:
             response = self.handle_exception(exc)

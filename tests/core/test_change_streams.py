@@ -127,6 +127,21 @@ def test_another_services_stream_is_refused_exactly_like_a_name_that_does_not_ex
     assert foreign["errors"] == nowhere["errors"]
 
 
+def test_a_new_stream_naming_a_change_stream_is_refused_alike_whether_the_name_exists(owner, writer):
+    """The kind is checked before the name is looked up: existence must not change the answer."""
+    make_stream(writer.service, "foreign")
+
+    def create(name: str, target: str) -> dict:
+        body = {"name": name, "kind": "stream", "change_stream": target}
+        return owner.post(reverse("collection-list"), body, format="json").json()
+
+    foreign, nowhere = create("one", "foreign"), create("two", "nowhere")
+
+    assert foreign["code"] == nowhere["code"] == "change_stream_on_stream"
+    assert foreign == nowhere
+    assert not Collection.objects.filter(name__in=["one", "two"]).exists()
+
+
 def test_a_stream_cannot_have_a_change_stream(owner, changes):
     created = owner.post(
         reverse("collection-list"),

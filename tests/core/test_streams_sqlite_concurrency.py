@@ -8,6 +8,7 @@ It uses a SQLite file of its own, whatever database the rest of the suite runs o
 import http.client
 import json
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -153,3 +154,97 @@ def test_head_long_polls_take_no_request_thread_either(server):
     finally:
         for client in waiting:
             client.close()
+
+
+def _held_threads_check(gunicorn, token: str, send) -> None:
+    """/healthz answers at once while 24 requests sent by send(client) are in flight (3 x the 2 x 4 threads)."""
+    waiting = []
+    for _ in range(24):
+        client = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+        send(client)
+        waiting.append(client)
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        status, _ = _request(gunicorn.port, "GET", "/healthz", token)
+        assert status == 200
+        assert time.monotonic() - started < 2, "the long-polls held the request threads"
+    finally:
+        for client in waiting:
+            client.close()
+
+
+def test_a_long_poll_whose_wait_is_percent_encoded_takes_no_request_thread(server):
+    gunicorn, token, _ = server
+    status, body = _request(
+        gunicorn.port, "POST", "/api/v1/collections/", token, {"name": "enc", "kind": "stream"}
+    )
+    assert status == 201, body
+    path = "/api/v1/collections/enc/events/?wai%74=10"  # Django reads the name as "wait"
+
+    _held_threads_check(
+        gunicorn,
+        token,
+        lambda client: client.request("GET", path, headers={"Authorization": f"Bearer {token}"}),
+    )
+
+
+def test_a_long_poll_sent_with_a_body_answers_without_holding_a_thread(server):
+    gunicorn, token, _ = server
+    status, body = _request(
+        gunicorn.port, "POST", "/api/v1/collections/", token, {"name": "bodied", "kind": "stream"}
+    )
+    assert status == 201, body
+    path = "/api/v1/collections/bodied/events/?wait=10"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    _held_threads_check(
+        gunicorn, token, lambda client: client.request("GET", path, body=b"{}", headers=headers)
+    )
+
+    client = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+    started = time.monotonic()
+    client.request("GET", path, body=b"{}", headers=headers)
+    response = client.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read()) == {"results": [], "last_offset": 0, "next_after": 0}
+    assert time.monotonic() - started < 2, "served on a request thread: it does not wait"
+
+
+def test_a_long_poll_body_over_the_limit_is_refused_before_it_is_read(server):
+    gunicorn, token, _ = server
+    status, body = _request(
+        gunicorn.port, "POST", "/api/v1/collections/", token, {"name": "big", "kind": "stream"}
+    )
+    assert status == 201, body
+    announced = 200 * 1024 * 1024
+    head = (
+        "GET /api/v1/collections/big/events/?wait=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {announced}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=10) as sock:
+        sock.sendall(head + b"x" * (1024 * 1024))  # far less than announced: the answer cannot wait for it
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0]
+
+    assert b" 413 " in status_line, status_line
+
+
+def test_a_long_poll_on_a_stream_truncated_past_after_answers_at_once(server):
+    gunicorn, token, database = server
+    status, body = _request(
+        gunicorn.port, "POST", "/api/v1/collections/", token, {"name": "gone", "kind": "stream"}
+    )
+    assert status == 201, body
+    events = {"events": [{"type": "tick", "data": {}}, {"type": "tick", "data": {}}]}
+    status, body = _request(gunicorn.port, "POST", "/api/v1/collections/gone/events/", token, events)
+    assert status == 201, body
+    env = clean_env(DATABASE_URL=f"sqlite:///{database}")
+    truncated = manage("truncate_stream", "gone", "--before", "3", "--force", env=env)
+    assert truncated.returncode == 0, truncated.stderr
+
+    started = time.monotonic()
+    status, body = _request(gunicorn.port, "GET", "/api/v1/collections/gone/events/?after=0&wait=5", token)
+
+    assert status == 200, body
+    assert body == {"results": [], "last_offset": 2, "next_after": 0}
+    assert time.monotonic() - started < 2, "nothing will ever come after 0: the answer is now"

@@ -157,7 +157,7 @@ def test_head_long_polls_take_no_request_thread_either(server):
 
 
 def _held_threads_check(gunicorn, token: str, send) -> None:
-    """/healthz answers at once while 24 requests sent by send(client) are in flight (3 x the 2 x 4 threads)."""
+    """/healthz answers at once while 24 requests sent by send(client) are in flight (3 x 2 x 4 threads)."""
     waiting = []
     for _ in range(24):
         client = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)

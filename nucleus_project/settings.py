@@ -232,6 +232,9 @@ NUCLEUS_MAX_BATCH = 1000
 NUCLEUS_MAX_PAGE_SIZE = 1000
 NUCLEUS_DEFAULT_PAGE_SIZE = 100
 NUCLEUS_MAX_JSON_DEPTH = 64
+# How deep arrays and objects may nest in a request body, counted before parsing (a 400 beyond it), so
+# that the recursive parser and serializers run far inside Python's recursion limit whatever the stack.
+NUCLEUS_MAX_BODY_DEPTH = 128
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -52,6 +52,9 @@ from django.contrib.auth import get_user_model
 from core import services
 from core.principals import Actor
 
+# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
+pytestmark = pytest.mark.xdist_group("observability-server")
+
 actor = Actor.system("tests")
 tokens = {{}}
 for name in ("owner", "reader"):
@@ -302,6 +305,7 @@ def in_parallel(calls) -> None:
 # --- who may read /metrics -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_answer_the_token_and_operators_and_refuse_everyone_else(server):
     assert server.request("GET", "/metrics", token=METRICS_TOKEN)[0] == 200
     assert server.request("GET", "/metrics/", token=METRICS_TOKEN)[0] == 200
@@ -622,6 +626,7 @@ def test_no_token_password_or_data_ever_reaches_the_logs(server):
     assert "Authorization" not in output and "Bearer" not in output
 
 
+@pytest.mark.slow
 def test_by_default_each_server_gets_a_metrics_directory_of_its_own_and_removes_it(tmp_path):
     """The image sets no NUCLEUS_METRICS_DIR: gunicorn.conf.py makes one in memory and cleans up.
 

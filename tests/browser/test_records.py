@@ -10,7 +10,7 @@ from core.history import history_page
 from core.models import Record
 from tests.browser.conftest import messages, screenshot
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def assert_shows_json(textarea: Locator, expected: dict) -> None:

@@ -35,6 +35,9 @@ from nucleus_project.env import env_networks
 from tests.processes import Gunicorn, free_port, gunicorn_command, manage
 from tests.test_deployment import production_env
 
+# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
+pytestmark = pytest.mark.xdist_group("observability-server")
+
 WORKERS, THREADS = 2, 4
 HTTPS = {"X-Forwarded-Proto": "https"}
 OPERATOR = ("alice", "correct horse battery staple")
@@ -51,9 +54,6 @@ import json
 from django.contrib.auth import get_user_model
 from core import services
 from core.principals import Actor
-
-# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
-pytestmark = pytest.mark.xdist_group("observability-server")
 
 actor = Actor.system("tests")
 tokens = {{}}

@@ -294,6 +294,9 @@ if NUCLEUS_SCHEMA_MAX_BYTES < 1 or NUCLEUS_SCHEMA_COMPAT_BUDGET < 1:
         "NUCLEUS_SCHEMA_MAX_BYTES and NUCLEUS_SCHEMA_COMPAT_BUDGET must be positive integers, e.g. "
         "NUCLEUS_SCHEMA_MAX_BYTES=262144 and NUCLEUS_SCHEMA_COMPAT_BUDGET=200000."
     )
+# How deep arrays and objects may nest in a request body, counted before parsing (a 400 beyond it), so
+# that the recursive parser and serializers run far inside Python's recursion limit whatever the stack.
+NUCLEUS_MAX_BODY_DEPTH = 128
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,6 +11,16 @@ from core.long_polls import stream_watcher
 from tests.actors import TEST_ACTOR
 
 
+def _start_order(item) -> tuple[bool, float]:
+    slow = item.get_closest_marker("slow")
+    return slow is None, -(slow.kwargs.get("seconds", 0) if slow else 0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first, longest (`slow(seconds=N)`) first, so that pytest-xdist starts them early."""
+    items.sort(key=_start_order)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("postgres") is None:
         return

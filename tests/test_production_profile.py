@@ -23,6 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.processes import Gunicorn, free_port, gunicorn_command, manage
 from tests.test_deployment import production_env
 
+# The tests share a module-scoped server: under pytest-xdist (--dist loadgroup) one worker starts it once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("production-server")]
+
 HTTPS = {"X-Forwarded-Proto": "https"}
 THROTTLE_LIMIT = 8  # per service and hour: no test but the throttling one comes near it
 HSTS = "max-age=31536000; includeSubDomains; preload"

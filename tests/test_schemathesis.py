@@ -220,6 +220,7 @@ def operation_tests(schema, test_func):
         yield operation, test
 
 
+@pytest.mark.slow(seconds=65)
 @pytest.mark.django_db(transaction=True)
 def test_every_operation_answers_as_documented(api_schema, nucleus, subtests):
     _, owner, other = nucleus

@@ -114,6 +114,7 @@ def _get(url: str) -> tuple[int, Message, dict]:
         return response.status, response.headers, json.loads(response.read())
 
 
+@pytest.mark.slow
 def test_readyz_is_503_naming_the_check_when_migrations_are_pending(tmp_path):
     with _server(tmp_path, f"sqlite:///{tmp_path}/empty.sqlite3") as base:
         status, headers, body = _get(f"{base}/readyz")
@@ -127,6 +128,7 @@ def test_readyz_is_503_naming_the_check_when_migrations_are_pending(tmp_path):
     assert "core.0001_initial" in body["pending"]
 
 
+@pytest.mark.slow
 def test_readyz_is_503_naming_the_check_when_the_database_is_unreachable(tmp_path):
     with _server(tmp_path, "postgres://postgres@127.0.0.1:1/nope") as base:
         status, headers, body = _get(f"{base}/readyz")

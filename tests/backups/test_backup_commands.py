@@ -57,6 +57,7 @@ def test_listbackups_rebuilds_the_catalog_and_lists_every_dump(capsys):
     assert Backup.objects.filter(pk=first.pk).exists()
 
 
+@pytest.mark.slow
 def test_dbrestore_restores_the_newest_backup_and_records_it(owner, tmp_path):
     support.populate(owner.service, records=3)
     call_command("dbbackup", "--quiet")

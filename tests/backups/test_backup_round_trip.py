@@ -92,6 +92,7 @@ def test_a_compressed_backup_round_trips(operator, owner):
     assert content_checksum() == before
 
 
+@pytest.mark.slow
 def test_the_catalog_can_be_rebuilt_from_storage_at_any_time(operator, owner):
     from backups.services import catalog_rebuild
 

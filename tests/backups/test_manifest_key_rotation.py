@@ -56,6 +56,7 @@ def _unsign(file: str) -> None:
     support.backup_path(file + ".metadata").write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 def test_a_backup_signed_with_a_previous_key_is_accepted_through_the_fallback(operator, old_backup, settings):
     settings.NUCLEUS_BACKUP_SIGNING_KEY_FALLBACKS = [OLD_KEY]
 
@@ -108,6 +109,7 @@ def test_resignbackups_moves_a_fallback_signature_to_the_current_key(
     assert "current key" in next(c["detail"] for c in verified["checks"] if c["name"] == "signature")
 
 
+@pytest.mark.slow
 def test_a_changed_secret_key_keeps_backups_usable_through_secret_key_fallbacks(owner, settings):
     # Through the services: a changed SECRET_KEY also signs the operator's session out.
     settings.NUCLEUS_BACKUP_SIGNING_KEY = ""

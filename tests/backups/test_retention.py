@@ -52,6 +52,7 @@ def test_it_also_keeps_those_younger_than_the_given_days(backup_dir):
     assert deleted == [backups[0].id]
 
 
+@pytest.mark.slow
 def test_it_always_keeps_the_newest_backup_that_passed_verification(backup_dir):
     verified, *others = _backups(3)
     assert backup_verify(backup=verified, actor=TEST_ACTOR)["ok"]

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from backups.models import Backup, BackupStatus
 from tests.browser.conftest import messages, screenshot
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_an_operator_backs_up_and_verifies_from_the_admin(shop, backup_dir, signed_in: Page):

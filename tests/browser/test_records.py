@@ -13,7 +13,7 @@ from tests.actors import TEST_ACTOR
 from tests.browser.conftest import messages, screenshot
 from tests.core.records_support import history_entries
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def assert_shows_json(textarea: Locator, expected: dict) -> None:

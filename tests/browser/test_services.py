@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 from core.models import Service, ServiceToken
 from tests.browser.conftest import messages, screenshot
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 TOKEN_RE = re.compile(r"nuc_[A-Za-z0-9_-]{20,}")
 

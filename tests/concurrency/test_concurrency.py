@@ -30,7 +30,7 @@ from tests.core.records_support import bulk_url, history_fields, record_url, rec
 from tests.core.streams_support import events_url, make_stream
 from tests.processes import Gunicorn, clean_env, free_port, gunicorn_command
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 WORKERS, THREADS_PER_WORKER = 3, 4
 REQUEST_TIMEOUT = 15  # seconds for one request

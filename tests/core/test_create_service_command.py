@@ -83,6 +83,8 @@ def token_hashes(sandbox: Sandbox, service: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("create-service-sandbox")  # one worker migrates the module's sandbox once
 def test_process_creates_the_service_once_and_prints_a_new_token_last_each_time(sandbox):
     first = manage(sandbox, "create_service", "taxon", "--description", "the classifier")
     assert first.returncode == 0, first.stdout
@@ -107,6 +109,8 @@ def test_process_creates_the_service_once_and_prints_a_new_token_last_each_time(
     assert token_hashes(sandbox, "taxon") == {hashlib.sha256(t.encode()).hexdigest() for t in (token, other)}
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("create-service-sandbox")
 def test_process_refuses_an_invalid_name_in_one_line(sandbox):
     result = manage(sandbox, "create_service", "Not Valid")
     assert result.returncode != 0

@@ -330,11 +330,54 @@ def test_data_nested_within_the_limit_is_stored(owner, items):
     assert Record.objects.get(key="deep").data == nested(32)
 
 
-def test_data_nested_900_deep_gets_422_not_500(owner, unchanged):
+def test_data_nested_900_deep_gets_400_not_500(owner, unchanged):
     raw = '{"data": ' + '{"a": ' * 900 + "1" + "}" * 901
     response = post_raw(owner, records_url(), raw, HTTP_IDEMPOTENCY_KEY="deep")
-    assert response.status_code in (400, 422)
-    assert_problem(response, response.status_code)
+    body = assert_problem(response, 400, "body_too_deep")
+    assert "128" in body["detail"]
+
+
+def test_a_body_nested_to_the_body_limit_reaches_validation(owner, unchanged):
+    # 128 levels: the body, then `data` and 126 objects below it.
+    response = owner.post(records_url(), {"key": "deep", "data": nested(127)}, format="json")
+    body = assert_problem(response, 422, "invalid_data")
+    assert body["errors"][0]["path"] == "/data" + "/a" * 64
+
+
+def test_a_body_nested_one_level_past_the_body_limit_is_a_400(owner, unchanged):
+    response = owner.post(records_url(), {"key": "deep", "data": nested(128)}, format="json")
+    assert_problem(response, 400, "body_too_deep")
+
+
+def test_nesting_after_a_string_ending_in_an_escaped_backslash_counts(owner, unchanged):
+    body = '{"data": {"s": "a\\\\", "t": ' + "[" * 127 + "]" * 127 + "}}"
+    assert_problem(post_raw(owner, records_url(), body), 400, "body_too_deep")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"data": {"s": "' + "[" * 5000 + '"}}', id="brackets-in-a-string"),
+        pytest.param('{"data": {"s": "\\\\", "t": "' + "{" * 5000 + '\\""}}', id="escapes-then-brackets"),
+        pytest.param('{"data": {"' + "[" * 300 + '": [[1]]}}', id="brackets-in-a-key"),
+    ],
+)
+def test_brackets_inside_strings_do_not_count_as_nesting(owner, items, body):
+    response = post_raw(owner, records_url(), body)
+    assert response.status_code == 201, response.content[:300]
+    assert Record.objects.get(key=response.json()["key"]).data == json.loads(body)["data"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"data": "' + '\\"' * 50_000 + "[" * 300, id="unterminated-string-of-escaped-quotes"),
+        pytest.param('{"data": ' + "[" * 300 + '"', id="unterminated-string-after-brackets"),
+        pytest.param("[" * 129 + "]" * 128, id="unbalanced-deep"),
+    ],
+)
+def test_a_malformed_deep_body_is_a_400(owner, unchanged, body):
+    assert_problem(post_raw(owner, records_url(), body), 400)
 
 
 # --- 500: no internals ---------------------------------------------------------------------------

@@ -58,6 +58,7 @@ def increment(base_url: str, token: str, path: str, outcome: dict) -> None:
         outcome["errors"].append(("exception", repr(exc)))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_if_match_writers_lose_no_update(live_server, owner):

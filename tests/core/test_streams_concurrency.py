@@ -83,6 +83,7 @@ REQUESTS = 30
 MAX_BATCH = 20
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_appenders_get_gapless_offsets_and_keep_each_producers_order(live_server, owner):

@@ -51,6 +51,7 @@ def _request(port: int, method: str, path: str, token: str, body: dict | None = 
         connection.close()
 
 
+@pytest.mark.slow
 def test_concurrent_appenders_on_sqlite_get_gapless_offsets_in_their_own_order(server):
     gunicorn, token, database = server
     status, body = _request(

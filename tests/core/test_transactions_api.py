@@ -709,6 +709,7 @@ def test_more_than_1000_operations_are_refused_before_any_is_applied(writer, wor
     assert everything() == before
 
 
+@pytest.mark.slow
 def test_1000_operations_are_accepted(writer, world):
     operations = [{"op": "append", "collection": "events", "events": [event()]} for _ in range(999)]
     operations.append({"op": "create", "collection": "items", "key": "last", "data": {}})

@@ -213,6 +213,7 @@ services.consumer_position_set(stream=stream, consumer="slow", offset=2, actor=a
 """
 
 
+@pytest.mark.slow
 def test_as_a_process_it_refuses_in_one_line_then_truncates_and_reports(tmp_path):
     db_file = tmp_path / "nucleus.sqlite3"
     env = {

@@ -22,7 +22,8 @@ from tests.faults.support import (
     writes_blocked,
 )
 
-pytestmark = pytest.mark.postgres
+# One throwaway cluster for the fault suite: under pytest-xdist (--dist loadgroup) it runs on one worker.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 RECOVERY_ROUNDS = 5  # rounds of every request after PostgreSQL is back, until one round fully succeeds
 CONCURRENCY = 8  # more than the worker's 4 threads, so that every thread's connection is exercised

@@ -38,7 +38,8 @@ from tests.faults.support import (
     writes_blocked,
 )
 
-pytestmark = pytest.mark.postgres
+# One throwaway cluster for the fault suite: under pytest-xdist (--dist loadgroup) it runs on one worker.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 KILL_POINTS = [
     pytest.param("body_sent", False, id="body_sent"),

@@ -158,6 +158,7 @@ ANY_JSON = st.recursive(
 )
 
 
+@pytest.mark.slow(seconds=20)
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @settings(
     max_examples=1000,

@@ -175,13 +175,25 @@ def test_a_definition_nested_just_within_the_limit_is_registered(owner):
     assert (response.status_code, response.json()["version"]) == (201, 1)
 
 
-def test_a_definition_nested_too_deeply_to_parse_into_a_field_is_a_422(owner):
+def test_a_definition_nested_as_deep_as_a_body_may_nest_is_a_422_at_the_definition_limit(owner):
     schema = make_schema(owner.service, "people")
 
-    body = json.dumps({"definition": nested(900)})
+    # 128 levels: the body, then 126 `not`s and the innermost schema.
+    body = json.dumps({"definition": nested(126)})
     response = owner.generic("POST", versions_url("people"), body, content_type="application/json")
 
-    assert error_paths(assert_problem(response, 422, "validation_failed")) == ["/definition"]
+    assert error_paths(assert_problem(response, 422, "invalid_schema")) == ["/definition" + "/not" * 64]
+    assert version_numbers(schema) == []
+
+
+@pytest.mark.parametrize("depth", [127, 900])
+def test_a_definition_nested_deeper_than_a_body_may_nest_is_a_400(owner, depth):
+    schema = make_schema(owner.service, "people")
+
+    body = json.dumps({"definition": nested(depth)})
+    response = owner.generic("POST", versions_url("people"), body, content_type="application/json")
+
+    assert "nests deeper than 128" in assert_problem(response, 400, "body_too_deep")["detail"]
     assert version_numbers(schema) == []
 
 

@@ -27,7 +27,7 @@ from tests.core.records_support import record_url
 from tests.core.streams_support import events_url, make_stream
 from tests.processes import Gunicorn, clean_env, free_port, gunicorn_command
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 IMAGE_WORKERS, IMAGE_THREADS = 2, 4  # gunicorn.conf.py's defaults, which the server below keeps
 LONG_POLLS = 200

@@ -19,7 +19,7 @@ from tests.actors import TEST_ACTOR
 from tests.concurrency.test_concurrency import database_url
 from tests.processes import Gunicorn, clean_env, free_port, gunicorn_command, status_kib
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 RECORDS = 200
 RECORD_CHARS = 1024 * 1024 - 64  # the data {"text": ...} stays just under the 1 MiB limit

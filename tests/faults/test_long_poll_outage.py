@@ -19,7 +19,7 @@ from tests.faults.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 WAIT = 30  # seconds the long-polls may wait: far longer than the test takes
 

@@ -13,7 +13,7 @@ from reversion.models import Revision
 from backups.models import Backup, BackupStatus, Restore
 from backups.storage import backup_storage, latest_verifications, storage_listing
 from core.errors import BadRequest, NotFound
-from core.selectors import decode_cursor, encode_cursor
+from core.pages import decode_cursor, encode_cursor
 
 USABLE = (BackupStatus.AVAILABLE, BackupStatus.VERIFIED)
 

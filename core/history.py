@@ -26,8 +26,8 @@ from reversion.models import Revision, Version
 
 from core import bulk
 from core.models import Record, WriteMeta
+from core.pages import read_page
 from core.principals import Actor
-from core.selectors import read_page
 
 # A record as a row: field attname to value, the form every set-based write takes.
 RECORD_ROW = (

@@ -42,7 +42,7 @@ from core.models import (
 from core.principals import Actor
 from core.selectors import WriteState, collection_write_state, require_records, require_stream
 from core.tokens import TOKEN_PREFIX, token_hash
-from core.validation import check_record_data, merge_patch
+from core.validation import check_collection_name, check_record_data, merge_patch
 from schemas.models import Schema
 from schemas.services import collection_schema_check
 from schemas.validation import data_errors
@@ -212,16 +212,6 @@ def _check_change_stream(kind: str, owner: Service, stream: Collection) -> None:
             errors=[
                 {"path": "/change_stream", "message": "must name a stream collection of the same owner."}
             ],
-        )
-
-
-def check_collection_name(name, *, what: str = "collection") -> None:
-    """Collections and schemas share one naming rule: dot-separated lower-case parts."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
-        raise ValidationFailed(
-            "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
-            code="invalid_name",
-            errors=[{"path": "/name", "message": f"is not a valid {what} name."}],
         )
 
 

@@ -2,10 +2,12 @@
 
 import json
 import math
+import re
 
 from django.conf import settings
 
 from core.errors import ContentTooLarge, ValidationFailed
+from core.models import NAME_PATTERN
 
 
 def _escape(part: str) -> str:
@@ -109,3 +111,16 @@ def merge_patch(target, patch):
         else:
             result[name] = merge_patch(result.get(name), value)
     return result
+
+
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def check_collection_name(name, *, what: str = "collection") -> None:
+    """Collections and schemas share one naming rule: dot-separated lower-case parts."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
+        raise ValidationFailed(
+            "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
+            code="invalid_name",
+            errors=[{"path": "/name", "message": f"is not a valid {what} name."}],
+        )

@@ -9,7 +9,7 @@ from django.db.models import Max, QuerySet
 
 from core.errors import NotFound
 from core.models import Record
-from core.selectors import decode_cursor_position, encode_cursor, read_page
+from core.pages import decode_cursor_position, encode_cursor, read_page
 from schemas.models import Schema, SchemaVersion
 from schemas.validation import stored_validator
 

@@ -11,7 +11,10 @@ from django.utils import timezone
 from core.errors import Conflict, ContentTooLarge, ValidationFailed
 from core.models import Collection, Service
 from core.principals import Actor
-from core.validation import find_problem
+from core.validation import (
+    check_collection_name,  # the same naming rule as collections
+    find_problem,
+)
 from schemas.compat import SchemaProblem, canonical, check_definition, compatibility_errors
 from schemas.models import Compatibility, Schema, SchemaVersion
 from schemas.selectors import invalid_records
@@ -23,8 +26,6 @@ def fingerprint_of(definition) -> str:
 
 
 def _check_name(name) -> None:
-    from core.services import check_collection_name  # the same naming rule as collections
-
     check_collection_name(name, what="schema")
 
 

@@ -109,7 +109,7 @@ class NucleusAPIView(APIView):
         return self.request.build_absolute_uri(f"{self.request.path}?{params.urlencode()}")
 
     def page_response(self, items: list[bytes], **members) -> HttpResponse:
-        """{"results": [items...], **members}, from items encoded one by one (selectors.read_page).
+        """{"results": [items...], **members}, from items encoded one by one (pages.read_page).
 
         Joining the items as encoded, instead of rendering the page again, encodes each row once and
         never holds the page as Python objects.

@@ -15,7 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.response import Response
 
-from core import long_polls, selectors, services
+from core import long_polls, pages, selectors, services
 from core.api import serializers as s
 from core.api.base import NucleusAPIView, encode_json, etag, parse_etags
 from core.errors import BadRequest, Forbidden, NotFound, ValidationFailed
@@ -109,10 +109,10 @@ class CollectionListView(NucleusAPIView):
         collections = selectors.collections_visible_to(principal=self.principal).order_by("name")
         cursor = request.query_params.get("cursor")
         if cursor:
-            (after,) = selectors.decode_cursor(cursor, 1)
+            (after,) = pages.decode_cursor(cursor, 1)
             collections = collections.filter(name__gt=after)
         page = list(collections[: limit + 1])
-        next_cursor = selectors.encode_cursor([page[limit - 1].name]) if len(page) > limit else None
+        next_cursor = pages.encode_cursor([page[limit - 1].name]) if len(page) > limit else None
         results = s.CollectionSerializer(page[:limit], many=True).data
         return Response({"results": results, "next": self.next_url(next_cursor)})
 
@@ -444,7 +444,7 @@ class RecordHistoryView(NucleusAPIView):
         )
         selectors.require_records(collection)
         cursor = request.query_params.get("cursor")
-        before = selectors.decode_cursor_position(cursor) if cursor else None
+        before = pages.decode_cursor_position(cursor) if cursor else None
         entries, next_before = history_page(
             record_pk(collection.pk, key),
             limit=self.query_limit(),
@@ -453,7 +453,7 @@ class RecordHistoryView(NucleusAPIView):
         )
         if not entries and before is None:
             raise NotFound(f"Record {key!r} has no history in {collection.name!r}.", code="record_not_found")
-        next_cursor = selectors.encode_cursor([str(next_before)]) if next_before else None
+        next_cursor = pages.encode_cursor([str(next_before)]) if next_before else None
         return self.page_response(entries, next=self.next_url(next_cursor))
 
 

@@ -16,7 +16,7 @@ from core.api.views import (
 )
 from core.errors import Forbidden, ValidationFailed
 from core.models import Service
-from core.selectors import decode_cursor, encode_cursor
+from core.pages import decode_cursor, encode_cursor
 from schemas import selectors, services
 from schemas.api import serializers as s
 from schemas.models import Schema

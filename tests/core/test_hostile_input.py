@@ -26,7 +26,7 @@ from reversion.models import Revision, Version
 from backups.models import Backup
 from core import services
 from core.models import KEY_PATTERN, Collection, ConsumerPosition, Event, Grant, Record, RecordTombstone
-from core.selectors import encode_cursor
+from core.pages import encode_cursor
 from schemas import services as schema_services
 from schemas.models import Schema, SchemaVersion
 from tests.actors import TEST_ACTOR

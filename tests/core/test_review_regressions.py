@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from core import services
 from core.errors import NotFound
 from core.models import Collection, Grant, Record, ServiceToken
-from core.selectors import encode_cursor
+from core.pages import encode_cursor
 from tests.actors import TEST_ACTOR
 
 pytestmark = pytest.mark.django_db

@@ -120,7 +120,7 @@ def check_collection_name(name, *, what: str = "collection") -> None:
     """Collections and schemas share one naming rule: dot-separated lower-case parts."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or len(name) > 100:
         raise ValidationFailed(
-            "name must match ^[a-z][a-z0-9_-]*(\\.[a-z][a-z0-9_-]*)*$ and be at most 100 characters.",
+            f"name must match {NAME_PATTERN} and be at most 100 characters.",
             code="invalid_name",
             errors=[{"path": "/name", "message": f"is not a valid {what} name."}],
         )
